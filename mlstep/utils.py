@@ -1,0 +1,73 @@
+"""Small helpers every chapter needs: device choice, seeding, autocast, parameter counts."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["get_device", "set_seed", "count_parameters", "autocast", "set_threads"]
+
+
+def get_device(device: str | torch.device = "auto") -> torch.device:
+    """The device to run on: ``"auto"`` picks CUDA, then Apple MPS, then the CPU.
+
+    Any other value (``"cpu"``, ``"cuda:1"``, a ``torch.device``) is returned as a device, after
+    checking that it exists, so a typo fails here rather than deep inside a training step.
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)  # raises on a malformed string
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but CUDA is not available here")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError(f"device {device!r} requested but Apple MPS is not available here")
+    return dev
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python's, NumPy's and PyTorch's generators (all devices) in one call."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+
+
+def set_threads(n: int = 2) -> None:
+    """Pin PyTorch's CPU thread count (results and speed depend on it; see CALIBRATION)."""
+    torch.set_num_threads(n)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters in ``model`` (tied weights counted once)."""
+    seen: set[int] = set()
+    total = 0
+    for p in model.parameters():  # .parameters() already deduplicates shared tensors
+        if trainable_only and not p.requires_grad:
+            continue
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+    return total
+
+
+def autocast(device: torch.device | str, enabled: bool = True) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA, nothing elsewhere: the one place mixed precision is decided.
+
+    CPU training stays in float32 (bf16 matmuls on most laptop CPUs are slower, not faster).
+    """
+    dev = torch.device(device) if not isinstance(device, torch.device) else device
+    if enabled and dev.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
