@@ -1,18 +1,33 @@
 """mlstep: multi-step training of transformer language models, built from scratch in PyTorch."""
 
 from mlstep.attention import MultiHeadAttention, causal_mask, padding_mask, scaled_dot_product_attention
+from mlstep.bert import (
+    BertConfig,
+    BertEmbeddings,
+    BertForPreTraining,
+    BertLMPredictionHead,
+    BertModel,
+    BertOutput,
+    PreTrainingOutput,
+    bert_from_hf,
+    mlm_loss,
+    nsp_loss,
+)
+from mlstep.masking import IGNORE_INDEX, mask_tokens, nsp_pairs, sop_pairs
+from mlstep.transformer import EncoderOutput, FeedForward, TransformerEncoder, TransformerEncoderLayer
 from mlstep.utils import autocast, count_parameters, get_device, set_seed, set_threads
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "scaled_dot_product_attention",
-    "padding_mask",
-    "causal_mask",
-    "MultiHeadAttention",
-    "get_device",
-    "set_seed",
-    "set_threads",
-    "count_parameters",
-    "autocast",
+    # attention
+    "scaled_dot_product_attention", "padding_mask", "causal_mask", "MultiHeadAttention",
+    # encoder and BERT
+    "FeedForward", "TransformerEncoderLayer", "TransformerEncoder", "EncoderOutput",
+    "BertConfig", "BertEmbeddings", "BertModel", "BertOutput", "BertLMPredictionHead",
+    "BertForPreTraining", "PreTrainingOutput", "mlm_loss", "nsp_loss", "bert_from_hf",
+    # pretraining data
+    "IGNORE_INDEX", "mask_tokens", "nsp_pairs", "sop_pairs",
+    # utilities
+    "get_device", "set_seed", "set_threads", "count_parameters", "autocast",
 ]

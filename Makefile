@@ -1,0 +1,50 @@
+# mlstep — one place for every command a learner, a teacher or CI runs.
+#   make lab      create .venv (if needed), install, open JupyterLab on chapters/
+#   make test     create .venv (if needed), install, run unit tests + every chapter (nbval)
+#   make execute  re-run every chapter in place and normalise it (after changing mlstep)
+#   make student  write the student editions (no solutions, no outputs) to build/student
+#   make grade NB=path/to/submitted.ipynb   run a submitted notebook and report its checks
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.mlstep-installed
+export PYTHONHASHSEED := 0
+
+.PHONY: install lab test test-fast execute student grade lint benchmark clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab chapters/
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+# unit tests only (no notebooks): the quick inner loop while changing mlstep
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests -p no:nbval -o addopts=""
+
+execute: $(STAMP)
+	$(BIN)/python scripts/execute_chapters.py $(NB)
+
+student: $(STAMP)
+	$(BIN)/python -m mlstep.teaching student --src chapters --out build/student
+
+grade: $(STAMP)
+	@test -n "$(NB)" || (echo "usage: make grade NB=path/to/notebook.ipynb" && exit 2)
+	$(BIN)/python -m mlstep.teaching grade "$(NB)" --json "$(basename $(NB)).grade.json"
+
+lint: $(STAMP)
+	$(BIN)/ruff check mlstep tests scripts benchmarks
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/pretrain_step.py
+
+clean:
+	rm -rf build .pytest_cache .hypothesis data/generated data/cache

@@ -1,0 +1,55 @@
+"""Re-execute chapters in place (top to bottom, fresh kernel) and normalise them with nbstripout.
+
+    python scripts/execute_chapters.py                 # every chapters/NN_*.ipynb
+    python scripts/execute_chapters.py chapters/01_attention.ipynb
+
+Run it after changing mlstep, then commit the notebooks: nbval compares their stored outputs.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CHAPTERS = ROOT / "chapters"
+
+
+def execute(path: pathlib.Path, timeout: int = 900) -> float:
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    start = time.perf_counter()
+    client.execute()
+    elapsed = time.perf_counter() - start
+    nbformat.write(nb, path)
+    # Same normalisation CI verifies: keep outputs and counts, drop volatile metadata and ids.
+    subprocess.run([sys.executable, "-m", "nbstripout", "--keep-output", "--keep-count", str(path)],
+                   check=True)
+    return elapsed
+
+
+def main(argv: list[str]) -> int:
+    os.environ["PYTHONHASHSEED"] = "0"  # inherited by the kernel: set iteration order is stable
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    paths = [pathlib.Path(a).resolve() for a in argv] or sorted(CHAPTERS.glob("[0-9][0-9]_*.ipynb"))
+    if not paths:
+        print("no chapters found", file=sys.stderr)
+        return 1
+    for path in paths:
+        print(f"executing {path.relative_to(ROOT)} ...", flush=True)
+        elapsed = execute(path)
+        print(f"  done in {elapsed:.1f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
