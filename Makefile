@@ -4,6 +4,7 @@
 #   make execute  re-run every chapter in place and normalise it (after changing mlstep)
 #   make student  write the student editions (no solutions, no outputs) to build/student
 #   make grade NB=path/to/submitted.ipynb   run a submitted notebook and report its checks
+#   make verify-student   check the student editions leak nothing and fail only at exercises
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -11,7 +12,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mlstep-installed
 export PYTHONHASHSEED := 0
 
-.PHONY: install lab test test-fast execute student grade lint benchmark clean
+.PHONY: install lab test test-fast execute student verify-student grade lint benchmark clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +36,10 @@ execute: $(STAMP)
 
 student: $(STAMP)
 	$(BIN)/python -m mlstep.teaching student --src chapters --out build/student
+
+# build every student edition, check none leaks a solution, run each: only exercise cells may fail
+verify-student: $(STAMP)
+	$(BIN)/python -m mlstep.teaching verify --src chapters
 
 grade: $(STAMP)
 	@test -n "$(NB)" || (echo "usage: make grade NB=path/to/notebook.ipynb" && exit 2)

@@ -13,7 +13,16 @@ from mlstep.bert import (
     mlm_loss,
     nsp_loss,
 )
+from mlstep.exercises import (
+    CHECKS,
+    check_attention,
+    check_attention_weights,
+    check_causal_mask,
+    check_merge_heads,
+    check_split_heads,
+)
 from mlstep.masking import IGNORE_INDEX, mask_tokens, nsp_pairs, sop_pairs
+from mlstep.tokenizer import SPECIAL_TOKENS, Encoding, WordPieceTokenizer, normalize_and_pretokenize
 from mlstep.transformer import EncoderOutput, FeedForward, TransformerEncoder, TransformerEncoderLayer
 from mlstep.utils import autocast, count_parameters, get_device, set_seed, set_threads
 
@@ -26,8 +35,13 @@ __all__ = [
     "FeedForward", "TransformerEncoderLayer", "TransformerEncoder", "EncoderOutput",
     "BertConfig", "BertEmbeddings", "BertModel", "BertOutput", "BertLMPredictionHead",
     "BertForPreTraining", "PreTrainingOutput", "mlm_loss", "nsp_loss", "bert_from_hf",
+    # tokenizer
+    "WordPieceTokenizer", "Encoding", "SPECIAL_TOKENS", "normalize_and_pretokenize",
     # pretraining data
     "IGNORE_INDEX", "mask_tokens", "nsp_pairs", "sop_pairs",
+    # exercises
+    "CHECKS", "check_attention", "check_attention_weights", "check_causal_mask",
+    "check_merge_heads", "check_split_heads",
     # utilities
     "get_device", "set_seed", "set_threads", "count_parameters", "autocast",
 ]

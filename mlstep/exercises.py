@@ -184,7 +184,8 @@ def _run_cases(
             return False, f"{_one_line(e)} {where}"
         if not isinstance(got, Tensor):
             return False, f"not a tensor: your function returned {type(got).__name__}, expected a torch.Tensor {where}"
-        for name, before, after in zip(case.arg_names, case.args, args):
+        # arg_names may be shorter than args (only tensors are named)
+        for name, before, after in zip(case.arg_names, case.args, args, strict=False):
             if isinstance(before, Tensor) and not torch.equal(before, after):
                 return False, (f"your function changed its input `{name}` in place (e.g. `{name} /= ...` or "
                                f"a method ending in `_`); compute a new tensor instead {where}")
