@@ -1,6 +1,11 @@
 """mlstep: multi-step training of transformer language models, built from scratch in PyTorch."""
 
-from mlstep.attention import MultiHeadAttention, causal_mask, padding_mask, scaled_dot_product_attention
+from mlstep.attention import (
+    MultiHeadAttention,
+    causal_mask,
+    padding_mask,
+    scaled_dot_product_attention,
+)
 from mlstep.bert import (
     BertConfig,
     BertEmbeddings,
@@ -13,6 +18,19 @@ from mlstep.bert import (
     mlm_loss,
     nsp_loss,
 )
+from mlstep.checkpoint import load_checkpoint, save_checkpoint
+from mlstep.distill import (
+    HiddenProjection,
+    InitReport,
+    default_layer_map,
+    distillation_loss,
+    distillation_step_fn,
+    hidden_state_loss,
+    init_student_from_teacher,
+    mlm_distillation_step_fn,
+    soft_target_loss,
+    student_config,
+)
 from mlstep.exercises import (
     CHECKS,
     check_attention,
@@ -22,8 +40,23 @@ from mlstep.exercises import (
     check_split_heads,
 )
 from mlstep.masking import IGNORE_INDEX, mask_tokens, nsp_pairs, sop_pairs
+from mlstep.metrics import (
+    accuracy,
+    bio_entities,
+    confusion_matrix,
+    entity_f1,
+    perplexity,
+    plot_confusion_matrix,
+    precision_recall_f1,
+)
 from mlstep.tokenizer import SPECIAL_TOKENS, Encoding, WordPieceTokenizer, normalize_and_pretokenize
-from mlstep.transformer import EncoderOutput, FeedForward, TransformerEncoder, TransformerEncoderLayer
+from mlstep.train import History, TrainConfig, evaluate, is_main_process, setup_distributed, train
+from mlstep.transformer import (
+    EncoderOutput,
+    FeedForward,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
 from mlstep.utils import autocast, count_parameters, get_device, set_seed, set_threads
 
 __version__ = "0.1.0"
@@ -39,6 +72,16 @@ __all__ = [
     "WordPieceTokenizer", "Encoding", "SPECIAL_TOKENS", "normalize_and_pretokenize",
     # pretraining data
     "IGNORE_INDEX", "mask_tokens", "nsp_pairs", "sop_pairs",
+    # training
+    "TrainConfig", "History", "train", "evaluate", "setup_distributed", "is_main_process",
+    "save_checkpoint", "load_checkpoint",
+    # metrics
+    "accuracy", "precision_recall_f1", "confusion_matrix", "bio_entities", "entity_f1", "perplexity",
+    "plot_confusion_matrix",
+    # distillation
+    "distillation_loss", "soft_target_loss", "hidden_state_loss", "HiddenProjection", "student_config",
+    "default_layer_map", "init_student_from_teacher", "InitReport", "distillation_step_fn",
+    "mlm_distillation_step_fn",
     # exercises
     "CHECKS", "check_attention", "check_attention_weights", "check_causal_mask",
     "check_merge_heads", "check_split_heads",
