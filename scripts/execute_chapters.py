@@ -39,7 +39,7 @@ def execute(path: pathlib.Path, timeout: int = 900) -> float:
 
 def main(argv: list[str]) -> int:
     os.environ["PYTHONHASHSEED"] = "0"  # inherited by the kernel: set iteration order is stable
-    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    os.environ.pop("MPLBACKEND", None)  # kernels must use the inline backend, or plots vanish
     paths = [pathlib.Path(a).resolve() for a in argv] or sorted(CHAPTERS.glob("[0-9][0-9]_*.ipynb"))
     if not paths:
         print("no chapters found", file=sys.stderr)
