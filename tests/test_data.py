@@ -1,0 +1,406 @@
+"""mlstep.data: the seeded offline corpus (determinism, the unseen-word splits, label rules) and
+the real-dataset loaders on tiny files written in each dataset's own format (no network)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import datasets
+import pytest
+
+from mlstep.data import (
+    NLI_LABELS,
+    SENTIMENT_LABELS,
+    TAGS,
+    TASK_SPLITS,
+    TOPICS,
+    CorpusConfig,
+    generate_corpus,
+    load_ag_news,
+    load_conll2003,
+    load_imdb,
+    load_mnli,
+    load_sst2,
+    load_task,
+    load_wikitext2,
+    write_corpus,
+)
+from mlstep.data import lexicon as lx
+from mlstep.data.__main__ import corpus_stats
+from mlstep.data.store import _jsonl_bytes
+
+SMALL = CorpusConfig(
+    seed=7, num_documents=300, num_validation_documents=30,
+    sentiment_sizes=(200, 60, 100, 100), topic_sizes=(200, 60, 100, 100),
+    tagging_sizes=(200, 60, 100, 100), nli_sizes=(150, 30, 60),
+)
+# sha256 of SMALL's canonical JSON Lines. If this changes, the generator's output changed on this
+# machine / Python: either a bug (non-determinism) or an intended change (then update the pin and
+# say so in data/README.md, since every chapter's numbers move with it).
+SMALL_SHA256 = "a755cff66c43c4ca9ff4bf1a9f823b88f6fe648f64b24a1d79d8456cfedf9b12"
+
+
+@pytest.fixture(scope="module")
+def small():
+    return generate_corpus(SMALL)
+
+
+@pytest.fixture(scope="module")
+def full():
+    """The default corpus (about 2 s): the unseen-word properties must hold at full size."""
+    return generate_corpus()
+
+
+def _sha(corpus) -> str:
+    h = hashlib.sha256()
+    for key in sorted(corpus):
+        h.update(key.encode() + b"\n" + _jsonl_bytes(corpus[key]))
+    return h.hexdigest()
+
+
+def _words(records, field="text") -> set[str]:
+    out: set[str] = set()
+    for r in records:
+        out.update(r["tokens"] if field == "tokens" else r[field].split())
+    return out
+
+
+def _pretrain_words(corpus) -> set[str]:
+    return {w for d in corpus["pretrain_train"] for s in d["sentences"] for w in s.split()}
+
+
+# --- determinism ------------------------------------------------------------------------------
+
+def test_same_seed_same_records_and_pinned_hash(small):
+    assert generate_corpus(SMALL) == small
+    assert _sha(small) == SMALL_SHA256
+
+
+def test_different_seed_differs(small):
+    other = generate_corpus(CorpusConfig(**{**SMALL.__dict__, "seed": 8}))
+    for key in small:
+        assert other[key] != small[key], key
+
+
+def test_keys_sizes_and_text_format(small):
+    assert sorted(small) == sorted(f"{t}_{s}" for t, splits in TASK_SPLITS.items() for s in splits)
+    assert len(small["pretrain_train"]) == 300 and len(small["nli_test"]) == 60
+    assert len(small["sentiment_test_unseen"]) == 100
+    texts = [s for d in small["pretrain_train"] for s in d["sentences"]]
+    texts += [r["text"] for r in small["sentiment_train"] + small["topic_train"]]
+    for t in texts:  # lowercase, single spaces, punctuation as its own token
+        assert t == t.lower() and t == " ".join(t.split()) and re.fullmatch(r"[a-z ,.]+", t), t
+        assert re.search(r"\w[,.]", t) is None, t
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="sentiment_sizes"):
+        CorpusConfig(sentiment_sizes=(1, 2, 3))
+    with pytest.raises(ValueError, match="unseen_fraction_validation"):
+        CorpusConfig(unseen_fraction_validation=1.5)
+    with pytest.raises(TypeError, match="CorpusConfig"):
+        generate_corpus({"seed": 0})
+
+
+# --- pretraining documents --------------------------------------------------------------------
+
+def test_documents_stay_on_one_topic_and_in_order(full):
+    owner = {}
+    for name, t in lx.TOPIC_WORDS.items():
+        for w in (*t.roles, *t.nouns, *(w for v in t.verbs for w in v), *t.venues, t.org_word):
+            owner[w] = name
+    for doc in full["pretrain_train"][:3000]:
+        topic = TOPICS[doc["topic"]]
+        seen = {owner[w] for s in doc["sentences"] for w in s.split() if w in owner}
+        assert seen == {topic}, (doc, seen)
+        assert 4 <= len(doc["sentences"]) <= 7
+        starts = [s.split(" ,")[0].split()[0] for s in doc["sentences"]]
+        if "then" in starts:  # "first" always comes before "then", "then" before "later"
+            assert starts.index("first") < starts.index("then")
+        if "later" in starts:
+            assert starts.index("then") < starts.index("later")
+
+
+def test_documents_have_one_polarity(full):
+    def unnegated(sentence):  # words outside the scope of "not" (which ends at "," or ".")
+        out, negated = [], False
+        for w in sentence.split():
+            negated = (negated or w == "not") and w not in (",", ".")
+            out += [] if negated else [w]
+        return out
+
+    for doc in full["pretrain_train"][:3000]:
+        words = [w for s in doc["sentences"] for w in unnegated(s)]
+        pos = {w for w in words if w in lx.POSITIVE}
+        neg = {w for w in words if w in lx.NEGATIVE}
+        assert (neg if doc["polarity"] else pos) == set(), doc  # opposite words only negated
+        assert pos | neg, doc
+
+
+# --- sentiment --------------------------------------------------------------------------------
+
+def test_unseen_polar_words_only_in_pretraining_and_unseen_tests(full):
+    unseen = set(lx.POSITIVE_UNSEEN + lx.NEGATIVE_UNSEEN)
+    seen = set(lx.POSITIVE_SEEN + lx.NEGATIVE_SEEN)
+    assert not unseen & _words(full["sentiment_train"])
+    assert not unseen & _words(full["sentiment_test"])
+    assert unseen <= _words(full["sentiment_test_unseen"])
+    assert not seen & _words(full["sentiment_test_unseen"])
+    assert unseen <= _pretrain_words(full)
+    # their polarity shows in context: they share sentences with seen words of the same polarity
+    for w, same in [(w, lx.POSITIVE_SEEN) for w in lx.POSITIVE_UNSEEN] + [
+            (w, lx.NEGATIVE_SEEN) for w in lx.NEGATIVE_UNSEEN]:
+        with_seen = [s for d in full["pretrain_train"][:5000] for s in d["sentences"]
+                     if w in s.split() and "not" not in s.split() and set(s.split()) & seen]
+        assert len(with_seen) > 20, w
+        assert all(set(s.split()) & seen <= set(same) for s in with_seen), w
+
+
+@pytest.mark.parametrize("split", TASK_SPLITS["sentiment"])
+def test_sentiment_labels_follow_polar_words_and_negation(small, split):
+    records = small[f"sentiment_{split}"]
+    assert Counter(r["label"] for r in records) == {0: len(records) // 2, 1: len(records) // 2}
+    for r in records:
+        words = r["text"].split()
+        polar = [w for w in words if w in lx.POSITIVE + lx.NEGATIVE]
+        assert polar and len({w in lx.POSITIVE for w in polar}) == 1, r
+        expected = int(polar[0] in lx.POSITIVE) ^ int("not" in words)
+        assert r["label"] == expected, r
+        assert r["unseen"] == (polar[0] in lx.POSITIVE_UNSEEN + lx.NEGATIVE_UNSEEN), r
+    if split == "validation":
+        assert Counter(r["unseen"] for r in records) == {True: 30, False: 30}
+
+
+# --- topic ------------------------------------------------------------------------------------
+
+def test_topic_unseen_words_and_balance(full):
+    def halves(unseen):
+        words = {}
+        for i, name in enumerate(TOPICS):
+            t = lx.TOPIC_WORDS[name]
+            for seq in (t.roles, t.nouns, t.verbs, t.venues):
+                h = len(seq) // 2
+                for item in (seq[h:] if unseen else seq[:h]):
+                    for w in (item if isinstance(item, tuple) else (item,)):
+                        words[w] = i
+        return words
+
+    seen_words, unseen_words = halves(False), halves(True)
+    for split in TASK_SPLITS["topic"]:
+        records = full[f"topic_{split}"]
+        counts = Counter(r["label"] for r in records)
+        assert set(counts.values()) == {len(records) // 5}, (split, counts)
+        for r in records:
+            words = r["text"].split()
+            vocab = unseen_words if r["unseen"] else seen_words
+            other = seen_words if r["unseen"] else unseen_words
+            assert not set(words) & set(other), r
+            assert {vocab[w] for w in words if w in vocab} == {r["label"]}, r
+    assert not any(r["unseen"] for r in full["topic_train"] + full["topic_test"])
+    assert all(r["unseen"] for r in full["topic_test_unseen"])
+    assert set(unseen_words) <= _pretrain_words(full)
+
+
+# --- tagging ----------------------------------------------------------------------------------
+
+def _check_bio(tags):
+    for i, t in enumerate(tags):
+        assert t in TAGS, t
+        if t.startswith("I-"):  # I- never follows O or another type
+            assert i > 0 and tags[i - 1] in (f"B-{t[2:]}", t), tags
+
+
+def test_tagging_bio_and_heldout_names(full):
+    heldout = set(lx.HELDOUT_PERSONS + [w for p in lx.HELDOUT_PLACES for w in p.split()[:1]]
+                  + lx.HELDOUT_ORGS)
+    for split in TASK_SPLITS["tagging"]:
+        for r in full[f"tagging_{split}"]:
+            assert len(r["tokens"]) == len(r["tags"])
+            _check_bio(r["tags"])
+            if split == "train":
+                assert not heldout & set(r["tokens"]), r
+    assert heldout <= _words(full["tagging_test_unseen"], "tokens")
+    assert heldout & _words(full["tagging_validation"], "tokens")
+    assert heldout <= _pretrain_words(full)
+    names = {w: "PER" for w in lx.PERSONS} | {p.split()[0]: "LOC" for p in lx.PLACES}
+    names |= {w: "ORG" for w in lx.ORGS}
+    for r in full["tagging_train"][:500] + full["tagging_test_unseen"][:500]:
+        for w, t in zip(r["tokens"], r["tags"], strict=True):  # first words of names get a B- tag
+            if w in names:
+                assert t == f"B-{names[w]}", r
+
+
+# --- NLI --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("split", TASK_SPLITS["nli"])
+def test_nli_balanced_and_consistent(small, split):
+    records = small[f"nli_{split}"]
+    n = len(records)
+    assert Counter(r["label"] for r in records) == {0: n // 3, 1: n // 3, 2: n // 3}
+    negations = {"not", "nobody", "never"}
+    for r in records:
+        p, h = r["premise"].split(), r["hypothesis"].split()
+        name = NLI_LABELS[r["label"]]
+        if name == "entailment":  # no negation, and every content word comes from the premise
+            assert not negations & set(h), r
+            assert set(h) - set(p) <= {"something", "someone", "was", "by"} | {
+                w for t in lx.TOPIC_WORDS.values() for v in t.verbs for w in v}, r
+        elif name == "contradiction":  # negated, or the same event in another place
+            event, place = r["premise"].split(" in ")
+            other = r["hypothesis"].split(" in ")
+            assert negations & set(h) or (other[0] == event and other[1] != place), r
+
+
+# --- files and load_task ----------------------------------------------------------------------
+
+def test_write_corpus_manifest(tmp_path, small):
+    manifest_path = write_corpus(tmp_path, SMALL)
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["config"]["seed"] == 7 and manifest["config"]["nli_sizes"] == [150, 30, 60]
+    for key, records in small.items():
+        data = (tmp_path / f"{key}.jsonl").read_bytes()
+        assert hashlib.sha256(data).hexdigest() == manifest["files"][f"{key}.jsonl"]["sha256"]
+        assert [json.loads(line) for line in data.splitlines()] == records
+    stats = "\n".join(corpus_stats(tmp_path))
+    assert "sentiment_train.jsonl" in stats and "negative=100 positive=100" in stats
+
+
+def test_load_task_columns_and_regeneration(tmp_path, small):
+    columns = {
+        "pretrain": ["doc_id", "topic", "polarity", "sentences"],
+        "sentiment": ["text", "label", "unseen"],
+        "topic": ["text", "label", "unseen"],
+        "tagging": ["tokens", "tags", "unseen"],
+        "nli": ["premise", "hypothesis", "label"],
+    }
+    for task, splits in TASK_SPLITS.items():
+        for split in splits:
+            ds = load_task(task, split, data_dir=tmp_path, config=SMALL)
+            assert isinstance(ds, datasets.Dataset)
+            assert ds.column_names == columns[task]
+            assert ds.to_list() == small[f"{task}_{split}"]
+    assert load_task("sentiment", "train", tmp_path, SMALL).features["label"].names == SENTIMENT_LABELS
+    assert load_task("nli", "test", tmp_path, SMALL).features["label"].names == NLI_LABELS
+    # a tampered file and a different config are both noticed and regenerated
+    (tmp_path / "topic_test.jsonl").write_text("{}\n")
+    assert load_task("topic", "test", tmp_path, SMALL).to_list() == small["topic_test"]
+    other = CorpusConfig(**{**SMALL.__dict__, "seed": 9})
+    assert load_task("topic", "test", tmp_path, other).to_list() == generate_corpus(other)["topic_test"]
+
+
+def test_load_task_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown task 'ner'"):
+        load_task("ner", "train", tmp_path)
+    with pytest.raises(ValueError, match="no split 'test_unseen'"):
+        load_task("nli", "test_unseen", tmp_path)
+
+
+# --- real-dataset loaders on tiny local files -------------------------------------------------
+
+def test_load_sst2_tsv(tmp_path):
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\na charming , \"quoted\" film \t1\ndull \t0\n")
+    (tmp_path / "dev.tsv").write_text("sentence\tlabel\nit 's slow \t0\n")
+    ds = load_sst2(tmp_path)
+    assert sorted(ds) == ["train", "validation"]
+    assert ds["train"].to_list() == [{"text": 'a charming , "quoted" film', "label": 1},
+                                     {"text": "dull", "label": 0}]
+    assert ds["validation"]["label"] == [0]
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "train.tsv").write_text("sentence\tlabel\nno label here\n")
+    with pytest.raises(ValueError, match="line 2"):
+        load_sst2(tmp_path / "bad")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_sst2(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="train.tsv"):
+        load_sst2(_empty_dir(tmp_path))
+
+
+def _empty_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "empty"
+    d.mkdir(exist_ok=True)
+    return d
+
+
+def test_load_ag_news_csv(tmp_path):
+    (tmp_path / "train.csv").write_text(
+        '"3","Wall St. Bears","Short-sellers, Wall Street\'s dwindling band."\n'
+        '"2","Phelps wins","Michael ""the fish"" Phelps won."\n')
+    (tmp_path / "test.csv").write_text('"4","New chip","A faster chip."\n')
+    ds = load_ag_news(tmp_path)
+    assert ds["train"]["label"] == [2, 1]  # 1-based in the CSV
+    assert ds["train"]["text"][1] == 'Phelps wins Michael "the fish" Phelps won.'
+    assert ds["test"].features["label"].names[3] == "Sci/Tech"
+    (tmp_path / "train.csv").write_text('"5","x","y"\n')
+    with pytest.raises(ValueError, match="class 1-4"):
+        load_ag_news(tmp_path)
+
+
+def test_load_imdb_folders(tmp_path):
+    root = tmp_path / "aclImdb"
+    for split, sub, text in [("train", "pos", "great"), ("train", "neg", "awful"),
+                             ("test", "pos", "fine film"), ("train", "unsup", "hm")]:
+        (root / split / sub).mkdir(parents=True, exist_ok=True)
+        (root / split / sub / "0_7.txt").write_text(text + "<br />")
+    ds = load_imdb(tmp_path)
+    assert ds["train"].to_list() == [{"text": "awful<br />", "label": 0},
+                                     {"text": "great<br />", "label": 1}]
+    assert ds["test"]["label"] == [1] and ds["unsupervised"]["label"] == [-1]
+    with pytest.raises(FileNotFoundError):
+        load_imdb(_empty_dir(tmp_path))
+
+
+def test_load_mnli_tsv_and_jsonl(tmp_path):
+    header = "index\tpromptID\tpairID\tgenre\tsentence1\tsentence2\tlabel1\tgold_label\n"
+    (tmp_path / "train.tsv").write_text(
+        header + "0\t1\t1e\tfiction\tA man sleeps.\tA person rests.\tentailment\tentailment\n"
+        "1\t2\t2n\tfiction\tA dog runs.\tThe dog is \"old\".\tneutral\t-\n"
+        "2\t3\t3c\tfiction\tIt rains.\tIt is dry.\tcontradiction\tcontradiction\n")
+    (tmp_path / "multinli_1.0_dev_matched.jsonl").write_text(
+        json.dumps({"sentence1": "P.", "sentence2": "H.", "gold_label": "neutral"}) + "\n")
+    ds = load_mnli(tmp_path)
+    assert ds["train"].to_list() == [  # the pair without a gold label is dropped
+        {"premise": "A man sleeps.", "hypothesis": "A person rests.", "label": 0},
+        {"premise": "It rains.", "hypothesis": "It is dry.", "label": 2}]
+    assert ds["validation_matched"]["label"] == [1]
+    (tmp_path / "train.tsv").write_text(header + "0\t1\t1e\tfiction\tA.\tB.\tmaybe\tmaybe\n")
+    with pytest.raises(ValueError, match="unknown gold_label 'maybe'"):
+        load_mnli(tmp_path / "train.tsv")
+
+
+def test_load_conll2003_text_format(tmp_path):
+    text = ("-DOCSTART- -X- -X- O\n\n"
+            "EU NNP B-NP I-ORG\nrejects VBZ B-VP O\nGerman JJ B-NP I-MISC\ncall NN I-NP O\n\n"
+            "Peter NNP B-NP B-PER\nBlackburn NNP I-NP I-PER\n\n")
+    (tmp_path / "train.txt").write_text(text)
+    (tmp_path / "valid.txt").write_text("London NNP B-NP B-LOC\n")
+    ds = load_conll2003(tmp_path)
+    assert ds["train"].to_list() == [  # IOB1 → IOB2: an entity's first tag is always B-
+        {"tokens": ["EU", "rejects", "German", "call"], "tags": ["B-ORG", "O", "B-MISC", "O"]},
+        {"tokens": ["Peter", "Blackburn"], "tags": ["B-PER", "I-PER"]}]
+    assert ds["validation"]["tags"] == [["B-LOC"]]
+    (tmp_path / "train.txt").write_text("EU NNP B-NP ORG\n")
+    with pytest.raises(ValueError, match="line 1"):
+        load_conll2003(tmp_path)
+
+
+def test_load_wikitext2_text(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    for name in ("train", "valid", "test"):
+        (tmp_path / f"wiki.{name}.tokens").write_text(f" \n = {name} = \n Some text , here . \n")
+    ds = load_wikitext2(tmp_path)
+    assert sorted(ds) == ["test", "train", "validation"]
+    assert ds["validation"]["text"] == [" ", " = valid = ", " Some text , here . "]
+
+
+REALDATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "realdata"
+
+
+@pytest.mark.skipif(not (REALDATA / "sst2" / "dev.tsv").exists(), reason="real SST-2 not present")
+def test_load_sst2_real_glue_files():
+    ds = load_sst2(REALDATA / "sst2")
+    assert ds.num_rows == {"train": 67_349, "validation": 872}
+    assert Counter(ds["validation"]["label"]) == {1: 444, 0: 428}
