@@ -39,6 +39,25 @@ from mlstep.exercises import (
     check_merge_heads,
     check_split_heads,
 )
+from mlstep.finetune import (
+    BertForPairClassification,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    ClassifierOutput,
+    GradualUnfreezer,
+    align_labels_to_pieces,
+    apply_unfreezing,
+    classification_step,
+    freeze,
+    freeze_encoder,
+    gradual_unfreezing_schedule,
+    layerwise_lr_groups,
+    pieces_to_word_predictions,
+    trainable_parameters,
+    unfreeze,
+    unfreezing_stages,
+)
+from mlstep.lora import LoRALinear, apply_lora, lora_parameters, merge_lora
 from mlstep.masking import IGNORE_INDEX, mask_tokens, nsp_pairs, sop_pairs
 from mlstep.metrics import (
     accuracy,
@@ -75,6 +94,12 @@ __all__ = [
     # training
     "TrainConfig", "History", "train", "evaluate", "setup_distributed", "is_main_process",
     "save_checkpoint", "load_checkpoint",
+    # fine-tuning
+    "ClassifierOutput", "BertForSequenceClassification", "BertForPairClassification",
+    "BertForTokenClassification", "align_labels_to_pieces", "pieces_to_word_predictions",
+    "classification_step", "freeze", "unfreeze", "freeze_encoder", "trainable_parameters",
+    "unfreezing_stages", "apply_unfreezing", "gradual_unfreezing_schedule", "GradualUnfreezer",
+    "layerwise_lr_groups", "LoRALinear", "apply_lora", "merge_lora", "lora_parameters",
     # metrics
     "accuracy", "precision_recall_f1", "confusion_matrix", "bio_entities", "entity_f1", "perplexity",
     "plot_confusion_matrix",
