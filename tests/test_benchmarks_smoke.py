@@ -1,0 +1,147 @@
+"""Smoke tests of benchmarks/: the scripts run, print a ratio table, and compare like with like.
+
+No timing threshold is asserted (speed depends on the machine and on what else runs on it);
+what is asserted is that the comparison is fair: both BERTs compute the same loss from the same
+weights and batch, and the FLOP count used for MFU matches the matmuls the model really runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    """Import benchmarks/<name>.py as a module (benchmarks/ is not a package)."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))  # the scripts import their sibling _timing
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _ratios(table: str) -> list[float]:
+    """The numbers written as ``1.23×`` in a markdown table."""
+    return [float(x) for x in re.findall(r"([0-9]+\.[0-9]+)×", table)]
+
+
+@pytest.fixture(scope="module")
+def pretrain():
+    pytest.importorskip("transformers")
+    return _load("pretrain_step")
+
+
+@pytest.fixture(scope="module")
+def pretrain_quick(pretrain):
+    torch_threads = torch.get_num_threads()
+    try:
+        return pretrain.main(["--quick", "--threads", "1", "--no-eager"])
+    finally:
+        torch.set_num_threads(torch_threads)
+
+
+def test_pretrain_quick_prints_a_ratio_table(pretrain_quick, capsys):
+    out = pretrain_quick
+    table = out["table"]
+    assert table.startswith("| config |") and "mlstep ms/step" in table and "hf-sdpa ms/step" in table
+    assert len(table.splitlines()) == 3  # header, rule, one size
+    ratios = _ratios(table)
+    assert len(ratios) == 2 and all(r > 0 for r in ratios)  # wall and CPU-time speed-ups
+    (result,) = out["results"]
+    assert set(result["ms_per_step"]) == {"mlstep", "hf-sdpa"}
+    assert all(ms > 0 for ms in result["ms_per_step"].values())
+    assert result["speedup"]["hf-sdpa"] == pytest.approx(
+        result["ms_per_step"]["hf-sdpa"] / result["ms_per_step"]["mlstep"])
+    assert result["masked_positions"] > 0
+
+
+def test_pretrain_same_loss_at_step0(pretrain_quick):
+    """HF weights copied into mlstep (bert_from_hf), dropout 0: the same loss on the same batch."""
+    losses = pretrain_quick["step0_loss"]
+    assert losses["mlstep"] == pytest.approx(losses["hf"], rel=1e-5, abs=1e-5)
+    assert losses["mlstep"] > 1.0  # an untrained model over a 300-token vocabulary: ~ln 300 + ln 2
+
+
+def test_pretrain_models_start_identical_and_batch_is_masked(pretrain):
+    size = pretrain.QUICK_SIZES[0]
+    models = pretrain.build_models(size, torch.device("cpu"), dropout=0.0, eager=True)
+    batch = pretrain.make_batch(size, torch.device("cpu"))
+    with torch.no_grad():
+        losses = {name: float(pretrain.loss_fn(name, m, batch)) for name, m in models.items()}
+    assert losses["hf-eager"] == pytest.approx(losses["hf-sdpa"], rel=1e-5)
+    assert losses["mlstep"] == pytest.approx(losses["hf-sdpa"], rel=1e-5)
+    # The timed models (default dropout) really train with dropout 0.1 in both libraries.
+    timed = pretrain.build_models(size, torch.device("cpu"), eager=False)
+    assert timed["mlstep"].config.dropout == pytest.approx(0.1)
+    assert timed["hf-sdpa"].config.hidden_dropout_prob == pytest.approx(0.1)
+    assert timed["hf-sdpa"].config.attention_probs_dropout_prob == pytest.approx(0.1)
+    assert timed["hf-sdpa"].config.hidden_act == "gelu"
+    labels = batch.mlm_labels
+    chosen = labels != -100
+    assert 0 < chosen.float().mean() < 0.4  # ~15 % of the ordinary tokens
+    assert (labels[chosen] >= len(pretrain.SPECIAL_IDS)).all()  # specials are never targets
+
+
+def test_train_flops_counts_the_matmuls_the_model_runs(pretrain):
+    """train_flops (used for MFU on a GPU) = 3 × the forward matmul FLOPs counted with hooks."""
+    size = pretrain.Size("t", layers=2, hidden=32, heads=4, seq_len=16, batch=3, vocab=200, repeats=1)
+    model = pretrain.build_models(size, torch.device("cpu"), dropout=0.0, eager=False)["mlstep"]
+    batch = pretrain.make_batch(size, torch.device("cpu"))
+    linear_flops = []
+
+    def hook(module: nn.Linear, inputs, output) -> None:
+        rows = inputs[0].numel() // module.in_features
+        linear_flops.append(2 * rows * module.in_features * module.out_features)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Linear)]
+    pretrain.loss_fn("mlstep", model, batch)
+    for h in handles:
+        h.remove()
+    # Attention matmuls (QKᵀ and AV) are not nn.Linear: 2 · 2 · T · T · d per sequence and layer.
+    attention = size.layers * size.batch * 4 * size.seq_len * size.seq_len * size.hidden
+    masked = int((batch.mlm_labels != -100).sum())
+    assert pretrain.train_flops(size, masked) == pytest.approx(3 * (sum(linear_flops) + attention))
+
+
+def test_interleaved_alternates_and_reverses():
+    timing_mod = _load("_timing")
+    calls: list[str] = []
+    fns = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    t = timing_mod.interleaved(fns, repeats=4, warmup=1)
+    assert calls == ["a", "b"] + ["a", "b", "b", "a", "a", "b", "b", "a"]
+    assert len(t["a"]) == len(t["b"]) == len(t.cpu["a"]) == 4
+    assert t.median_ms("a") >= 0
+    with pytest.raises(ValueError, match="repeats"):
+        timing_mod.interleaved(fns, repeats=0)
+
+
+def test_attention_quick_prints_ratio_tables():
+    attention = _load("attention")
+    torch_threads = torch.get_num_threads()
+    try:
+        out = attention.main(["--quick", "--threads", "1"])
+    finally:
+        torch.set_num_threads(torch_threads)
+    ratios = _ratios(out["table"])
+    assert len(ratios) == 2 and all(r > 0 for r in ratios)  # one SDPA shape, one MHA shape
+    for r in out["sdpa"] + out["mha"]:
+        assert r["max_abs_diff"] < 1e-5  # the two paths compute the same attention
+        assert all(ms > 0 for ms in r["ms"].values())
+
+
+def test_gpu_path_skips_gracefully_without_cuda(pretrain, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present: the GPU path would run instead of skipping")
+    out = pretrain.main(["--device", "cuda", "--quick"])
+    assert "skipped" in out and out["results"] == []
+    assert "skipped" in capsys.readouterr().out
