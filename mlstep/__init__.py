@@ -35,9 +35,16 @@ from mlstep.exercises import (
     CHECKS,
     check_attention,
     check_attention_weights,
+    check_bert_parameter_count,
     check_causal_mask,
+    check_distillation_loss,
+    check_lora_linear,
+    check_mask_tokens,
     check_merge_heads,
+    check_mlm_loss,
+    check_nsp_pairs,
     check_split_heads,
+    check_wordpiece,
 )
 from mlstep.finetune import (
     BertForPairClassification,
@@ -109,7 +116,9 @@ __all__ = [
     "mlm_distillation_step_fn",
     # exercises
     "CHECKS", "check_attention", "check_attention_weights", "check_causal_mask",
-    "check_merge_heads", "check_split_heads",
+    "check_merge_heads", "check_split_heads", "check_wordpiece", "check_bert_parameter_count",
+    "check_mask_tokens", "check_mlm_loss", "check_nsp_pairs", "check_lora_linear",
+    "check_distillation_loss",
     # utilities
     "get_device", "set_seed", "set_threads", "count_parameters", "autocast",
 ]

@@ -1,0 +1,75 @@
+"""Checks for the chapters' exercises: run a learner's function against mlstep's reference.
+
+Each ``check_*(fn)`` calls the learner's function on a few fresh random inputs (seeded from its own
+``torch.Generator``, so the global RNG of the notebook is left alone), compares the result with the
+reference implementation in mlstep, prints **one** line and returns True/False::
+
+    ✅ check_attention_weights: passed (4 cases)
+    ❌ check_attention_weights: looks unscaled: ... (case 1/4: q (5, 8), k (7, 8))
+
+A check never raises because of the learner's code: an exception inside ``fn`` (the student
+edition's ``NotImplementedError`` included) is reported as a failure. When the plain comparison
+fails, the output is compared with the typical wrong answers (no √d_k, mask ignored, heads merged
+in the wrong order, 15 % [MASK] instead of 15 % chosen, KL without T², ...) so the message can say
+*what* is wrong, not only that something is.
+
+If the environment variable ``MLSTEP_GRADE_REPORT`` names a file, every check also appends one
+JSON line ``{"check": name, "passed": bool, "message": str}`` to it (``python -m mlstep.teaching
+grade`` reads them).
+
+The checks, by chapter (one submodule each; import them all from here):
+
+* 01–02 :mod:`~mlstep.exercises.attention`: ``check_attention_weights``, ``check_attention``,
+  ``check_causal_mask``, ``check_split_heads``, ``check_merge_heads``
+* 03 :mod:`~mlstep.exercises.encoder`: ``check_wordpiece``, ``check_bert_parameter_count``
+* 04–05 :mod:`~mlstep.exercises.pretraining`: ``check_mask_tokens``, ``check_mlm_loss``,
+  ``check_nsp_pairs``
+* 06 :mod:`~mlstep.exercises.finetuning`: ``check_lora_linear``
+* 07 :mod:`~mlstep.exercises.distillation`: ``check_distillation_loss``
+
+Adding a check: in the chapter's submodule, decorate ``check_x(fn) -> (passed, message)`` with
+``@_register`` (from :mod:`mlstep.exercises._core`); for one tensor per input, build a list of
+``_Case`` (inputs, the reference output, the outputs of known wrong variants with a diagnosis
+each) and return ``_run_cases(fn, cases)``. Then re-export it here; it appears in :data:`CHECKS`.
+"""
+
+from __future__ import annotations
+
+from mlstep.exercises._core import CHECKS, REPORT_ENV
+from mlstep.exercises.attention import (
+    MERGE_HEADS,
+    SPLIT_HEADS,
+    check_attention,
+    check_attention_weights,
+    check_causal_mask,
+    check_merge_heads,
+    check_split_heads,
+)
+from mlstep.exercises.distillation import check_distillation_loss
+from mlstep.exercises.encoder import check_bert_parameter_count, check_wordpiece
+from mlstep.exercises.finetuning import check_lora_linear
+from mlstep.exercises.pretraining import check_mask_tokens, check_mlm_loss, check_nsp_pairs
+
+__all__ = [
+    "CHECKS",
+    "REPORT_ENV",
+    "MERGE_HEADS",
+    "SPLIT_HEADS",
+    # 01-02 attention
+    "check_attention_weights",
+    "check_attention",
+    "check_causal_mask",
+    "check_split_heads",
+    "check_merge_heads",
+    # 03 encoder and tokenizer
+    "check_wordpiece",
+    "check_bert_parameter_count",
+    # 04-05 pretraining
+    "check_mask_tokens",
+    "check_mlm_loss",
+    "check_nsp_pairs",
+    # 06 fine-tuning
+    "check_lora_linear",
+    # 07 distillation
+    "check_distillation_loss",
+]

@@ -1,0 +1,170 @@
+"""Checks for chapter 06: a LoRA-wrapped Linear layer.
+
+The learner's module is checked as a whole: what it freezes, which parameters it adds and their
+shapes, that it starts as the base layer (B = 0), that with random A and B its output is
+``base(x) + (α/r)·x Aᵀ Bᵀ`` (the reference is :class:`mlstep.lora.LoRALinear` with the same A and B
+copied in), that gradients reach A and B, and that the base layer it was given is wrapped, not
+copied, and left unchanged.
+
+Shape legend:
+    ... any leading dimensions     i  in_features     o  out_features     r  rank
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mlstep.exercises._core import _call, _one_line, _passed, _randn, _register
+
+__all__ = ["check_lora_linear"]
+
+# (in_features, out_features, bias, rank, alpha): (r, i) never equals (o, r), so A and B can be
+# told apart by shape; α/r is never 1, so a missing scaling shows.
+_LORA_CASES = ((12, 7, True, 3, 6.0), (5, 9, True, 2, 16.0), (8, 8, True, 4, 2.0), (6, 10, False, 1, 3.0))
+
+
+def _reference(weight: Tensor, bias: Tensor | None, A: Tensor, B: Tensor, rank: int, alpha: float,
+               x: Tensor) -> Tensor:
+    """``base(x) + (α/r)·x Aᵀ Bᵀ``, by :class:`mlstep.lora.LoRALinear` when it is there."""
+    try:
+        from mlstep.lora import LoRALinear
+    except ImportError:  # the formula itself
+        return x @ weight.T + (0 if bias is None else bias) + (x @ A.T @ B.T) * (alpha / rank)
+    base = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    with torch.no_grad():
+        base.weight.copy_(weight)
+        if bias is not None:
+            base.bias.copy_(bias)
+        ref = LoRALinear(base, rank=rank, alpha=alpha)
+        ref.lora_A.copy_(A)
+        ref.lora_B.copy_(B)
+        return ref(x)
+
+
+def _close(a: Tensor, b: Tensor) -> bool:
+    return a.shape == b.shape and bool(torch.allclose(a, b, atol=1e-5, rtol=1e-4))
+
+
+def _base_changed(base: nn.Linear, W0: Tensor, b0: Tensor | None) -> str | None:
+    if torch.equal(base.weight, W0) and (b0 is None or torch.equal(base.bias, b0)):
+        return None
+    return ("the base layer's weights changed: leave base.weight and base.bias as they are (only A and "
+            "B train; merging B A into the weight belongs after training, not in forward)")
+
+
+def _lora_case(fn: Callable[..., Any], g: torch.Generator, i_f: int, o_f: int, bias: bool, rank: int,
+               alpha: float) -> str | None:
+    """Everything checked on one layer; the problem found, or None."""
+    base = nn.Linear(i_f, o_f, bias=bias)
+    with torch.no_grad():  # weights from the check's generator, not from the global RNG
+        base.weight.copy_(_randn(g, o_f, i_f) * 0.5)
+        if bias:
+            base.bias.copy_(_randn(g, o_f))
+    W0 = base.weight.detach().clone()
+    b0 = base.bias.detach().clone() if bias else None
+    xs = [_randn(g, 4, i_f), _randn(g, 2, 3, i_f)]  # (4, i) and (2, 3, i)
+
+    module, err = _call(fn, base, rank, alpha)
+    if err:
+        hint = " — hint: base.bias is None for a Linear with bias=False" if not bias and "None" in err else ""
+        return err + hint
+    if not isinstance(module, nn.Module):
+        return f"expected an nn.Module, got {type(module).__name__}"
+    params = dict(module.named_parameters())
+    if not any(p is base.weight for p in params.values()):
+        return ("the base layer is not inside your module: wrap the `base` you were given (e.g. "
+                "self.base = base) instead of copying it into a new layer")
+    if base.weight.requires_grad or (bias and base.bias.requires_grad):
+        which = "weight" if base.weight.requires_grad else "bias"
+        return (f"base not frozen: base.{which}.requires_grad is True; freeze the base layer "
+                "(p.requires_grad_(False) for p in base.parameters()) so only A and B train")
+    trainable = {name: p for name, p in params.items() if p.requires_grad}
+    shapes = sorted(tuple(p.shape) for p in trainable.values())
+    want = sorted([(rank, i_f), (o_f, rank)])
+    if shapes != want:
+        if shapes == sorted([(i_f, rank), (rank, o_f)]):
+            return (f"wrong shapes: A must be (rank, in_features) = {(rank, i_f)} and B (out_features, rank) "
+                    f"= {(o_f, rank)}, so that B @ A has the shape of base.weight {(o_f, i_f)}")
+        found = ", ".join(f"{name} {tuple(p.shape)}" for name, p in trainable.items()) or "none"
+        return (f"expected exactly 2 trainable tensors, A {(rank, i_f)} and B {(o_f, rank)} "
+                f"({rank * (i_f + o_f)} parameters, registered as nn.Parameter); found: {found}")
+    A = next(p for p in trainable.values() if tuple(p.shape) == (rank, i_f))
+    B = next(p for p in trainable.values() if tuple(p.shape) == (o_f, rank) and p is not A)
+    if (B != 0).any():
+        return ("B not zero-initialised: B must start at zeros so the wrapped layer computes exactly "
+                "base(x) at first (A random, B = 0)")
+    if (A == 0).all():
+        return ("A is zero-initialised: with A = B = 0 no gradient reaches either (∂L/∂B ∝ A); "
+                "initialise A randomly (e.g. like a Linear weight) and B with zeros")
+
+    with torch.no_grad():
+        for x in xs:
+            y0, err = _call(module, x.clone())
+            if err or _base_changed(base, W0, b0):
+                return err or _base_changed(base, W0, b0)
+            want_y = x @ W0.T + (0 if b0 is None else b0)
+            if not isinstance(y0, Tensor) or not _close(y0, want_y):
+                what = (f"got {type(y0).__name__}" if not isinstance(y0, Tensor) else
+                        f"shape {tuple(y0.shape)}" if y0.shape != want_y.shape else
+                        f"max abs diff {(y0 - want_y).abs().max().item():.3g}")
+                return f"at initialisation (B = 0) the output must equal base(x) exactly, for x {tuple(x.shape)} ({what})"
+
+        A.copy_(_randn(g, rank, i_f))  # random A and B, as after some training
+        B.copy_(_randn(g, o_f, rank))
+        for x in xs:
+            y, err = _call(module, x.clone())
+            if err or _base_changed(base, W0, b0):
+                return err or _base_changed(base, W0, b0)
+            expected = _reference(W0, b0, A.detach(), B.detach(), rank, alpha, x)
+            if isinstance(y, Tensor) and _close(y, expected):
+                continue
+            if not isinstance(y, Tensor) or y.shape != expected.shape:
+                return f"output for x {tuple(x.shape)} should be a tensor {tuple(expected.shape)}, got " + (
+                    type(y).__name__ if not isinstance(y, Tensor) else str(tuple(y.shape)))
+            base_y, delta = x @ W0.T + (0 if b0 is None else b0), x @ A.T @ B.T  # (..., o) each
+            for message, wrong in (
+                ("scaling missing (alpha/rank): multiply the low-rank update by alpha / rank", base_y + delta),
+                ("scaled by alpha instead of alpha/rank", base_y + delta * alpha),
+                ("scaled by rank/alpha instead of alpha/rank", base_y + delta * (rank / alpha)),
+                ("scaled by 1/rank: the scaling is alpha / rank", base_y + delta / rank),
+                ("scaled by alpha // rank (integer division): use alpha / rank", base_y + delta * (alpha // rank)),
+                ("the base output is missing: output = base(x) + (alpha/rank)·x Aᵀ Bᵀ", delta * (alpha / rank)),
+            ):
+                if _close(y, wrong):
+                    return f"{message} (with A, B set to random values, x {tuple(x.shape)})"
+            return (f"with A, B set to random values the output is not base(x) + (alpha/rank)·x Aᵀ Bᵀ for x "
+                    f"{tuple(x.shape)} (max abs diff {(y - expected).abs().max().item():.3g})")
+
+    y, err = _call(lambda: module(xs[0].clone()).square().sum().backward())
+    if err:
+        return err
+    for name, p in (("A", A), ("B", B)):
+        if p.grad is None or not p.grad.abs().sum() > 0:
+            return (f"no gradient reaches {name}: use it in forward with differentiable torch operations "
+                    "(no .data, .detach() or torch.no_grad())")
+    return _base_changed(base, W0, b0)
+
+
+@_register
+def check_lora_linear(fn: Callable[..., Any]) -> tuple[bool, str]:
+    """Check ``fn(base: nn.Linear, rank, alpha) -> nn.Module``: a LoRA-wrapped layer.
+
+    Its output is ``base(x) + (alpha/rank)·x Aᵀ Bᵀ`` with ``A (rank, in)`` random and ``B (out, rank)``
+    zeros at first; the base weight and bias are frozen, and A and B are its only trainable
+    parameters. The reference is :class:`mlstep.lora.LoRALinear` (the formula where it is absent).
+
+    Returns:
+        True if every case passes (a ✅/❌ line is printed either way).
+    """
+    g = torch.Generator().manual_seed(707)
+    n = len(_LORA_CASES)
+    for k, (i_f, o_f, bias, rank, alpha) in enumerate(_LORA_CASES, start=1):
+        problem = _lora_case(fn, g, i_f, o_f, bias, rank, alpha)
+        if problem:
+            label = f"nn.Linear({i_f}, {o_f}{'' if bias else ', bias=False'}), rank {rank}, alpha {alpha:g}"
+            return False, f"{_one_line(problem)} (case {k}/{n}: {label})"
+    return True, _passed(n)
