@@ -43,9 +43,20 @@ def set_seed(seed: int) -> None:
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
 
 
-def set_threads(n: int = 2) -> None:
-    """Pin PyTorch's CPU thread count (results and speed depend on it; see CALIBRATION)."""
+def set_threads(n: int | None = None) -> int:
+    """Pin PyTorch's CPU thread count and return it.
+
+    ``n`` defaults to the ``MLSTEP_THREADS`` environment variable, else ``min(2, cores)``. Small
+    models gain little from more threads, and threads that must wait for a busy core can slow a
+    training step tenfold: on a machine running other heavy work, set ``MLSTEP_THREADS=1``. Results
+    differ in the last bits between thread counts, so chapters assert their lessons with a margin.
+    """
+    if n is None:
+        n = int(os.environ.get("MLSTEP_THREADS", min(2, os.cpu_count() or 1)))
+    if n < 1:
+        raise ValueError(f"thread count must be >= 1, got {n}")
     torch.set_num_threads(n)
+    return n
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

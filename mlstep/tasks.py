@@ -1,0 +1,136 @@
+"""Labeled tasks for fine-tuning and distillation: encode a dataset, train, predict, score.
+
+Chapters 06 and 07 fine-tune on the offline corpus's sentiment, NLI and tagging sets. The steps are
+always the same, so they live here:
+
+- :func:`encode_classification` / :func:`encode_tagging` turn a ``datasets.Dataset`` (or a list of
+  dicts) into a :class:`TensorDataset` of padded tensors; tagging labels go on the first piece of
+  each word, −100 elsewhere (first-subword labeling).
+- :func:`finetune` runs :func:`mlstep.train.train` with fine-tuning defaults (shuffled batches,
+  warmup then linear decay, :func:`mlstep.finetune.classification_step`).
+- :func:`predict`, :func:`evaluate_classifier` and :func:`evaluate_tagger` score a model: accuracy,
+  or entity-level F1 on words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from mlstep.finetune import align_labels_to_pieces, classification_step, pieces_to_word_predictions
+from mlstep.metrics import accuracy, entity_f1
+from mlstep.tokenizer import WordPieceTokenizer
+from mlstep.train import History, TrainConfig, train
+
+__all__ = ["TensorDataset", "encode_classification", "encode_tagging", "finetune", "predict",
+           "evaluate_classifier", "evaluate_tagger"]
+
+MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+
+
+class TensorDataset(Dataset):
+    """Rows of a dict of equally long tensors; ``DataLoader`` batches it into a dict of tensors."""
+
+    def __init__(self, tensors: Mapping[str, Tensor], extra: Mapping[str, list] | None = None):
+        lengths = {len(v) for v in tensors.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"all tensors need the same length, got { {k: len(v) for k, v in tensors.items()} }")
+        if not lengths or 0 in lengths:
+            raise ValueError("empty dataset: nothing to encode")
+        self.tensors = dict(tensors)
+        self.extra = dict(extra or {})  # per-row Python data (e.g. word ids) kept for evaluation
+
+    def __len__(self) -> int:
+        return len(next(iter(self.tensors.values())))
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {k: v[i] for k, v in self.tensors.items()}
+
+    def subset(self, n: int) -> TensorDataset:
+        """The first ``n`` rows (for label-budget experiments)."""
+        return TensorDataset({k: v[:n] for k, v in self.tensors.items()}, {k: v[:n] for k, v in self.extra.items()})
+
+
+def _column(dataset: Any, key: str) -> list:
+    if isinstance(dataset, Sequence) and not hasattr(dataset, "column_names"):
+        return [row[key] for row in dataset]
+    return list(dataset[key])
+
+
+def encode_classification(dataset: Any, tokenizer: WordPieceTokenizer, text_key: str = "text",
+                          pair_key: str | None = None, label_key: str = "label", max_length: int = 64) -> TensorDataset:
+    """Encode ``text`` (and ``pair``, as segment B) with ``[CLS] … [SEP]`` and keep the labels."""
+    texts = _column(dataset, text_key)
+    pairs = _column(dataset, pair_key) if pair_key else None
+    enc = tokenizer.encode_batch(texts, pairs=pairs, max_length=max_length, padding="longest")
+    labels = torch.tensor(_column(dataset, label_key), dtype=torch.long)
+    return TensorDataset({**{k: enc[k] for k in MODEL_INPUTS}, "labels": labels})
+
+
+def encode_tagging(dataset: Any, tokenizer: WordPieceTokenizer, tag_names: Sequence[str],
+                   tokens_key: str = "tokens", tags_key: str = "tags", max_length: int = 64) -> TensorDataset:
+    """Encode pre-tokenised sentences; each word's tag id goes on its first piece, −100 elsewhere.
+
+    The gold word-level tags and the piece→word map are kept in ``extra`` for :func:`evaluate_tagger`.
+    """
+    index = {t: i for i, t in enumerate(tag_names)}
+    words, tags = _column(dataset, tokens_key), _column(dataset, tags_key)
+    enc = tokenizer.encode_batch(words, max_length=max_length, padding="longest", is_pretokenized=True)
+    rows = []
+    for word_tags, word_ids in zip(tags, enc["word_ids"]):
+        try:
+            ids = [index[t] for t in word_tags]
+        except KeyError as e:
+            raise ValueError(f"unknown tag {e.args[0]!r}; known: {list(tag_names)}") from None
+        rows.append(align_labels_to_pieces(ids, word_ids))
+    labels = torch.tensor(rows, dtype=torch.long)  # (N, T)
+    return TensorDataset({**{k: enc[k] for k in MODEL_INPUTS}, "labels": labels},
+                         extra={"word_ids": enc["word_ids"], "tags": [list(t) for t in tags]})
+
+
+def finetune(model: nn.Module, data: TensorDataset, steps: int, lr: float = 1e-3, batch_size: int = 32,
+             seed: int = 0, warmup_ratio: float = 0.1, weight_decay: float = 0.01,
+             step_fn: Callable = classification_step, param_groups: list | None = None,
+             eval_fn: Callable | None = None, eval_every: int | None = None, progress: bool = False) -> History:
+    """Fine-tune ``model`` on ``data`` for ``steps`` optimizer steps with :func:`mlstep.train.train`."""
+    loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    config = TrainConfig(max_steps=steps, lr=lr, warmup_ratio=warmup_ratio, weight_decay=weight_decay,
+                         eval_every=eval_every, seed=seed, progress=progress, device="cpu")
+    return train(model, loader, step_fn, config, eval_fn=eval_fn, param_groups=param_groups)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: TensorDataset, batch_size: int = 256) -> Tensor:
+    """Logits for every row of ``data``: ``(N, C)`` for sequences, ``(N, T, C)`` for tokens."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(data), batch_size):
+        batch = {k: v[start:start + batch_size].to(device) for k, v in data.tensors.items() if k in MODEL_INPUTS}
+        out.append(model(**batch).logits.float().cpu())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def evaluate_classifier(model: nn.Module, data: TensorDataset) -> float:
+    """Accuracy of ``model`` on ``data``."""
+    return accuracy(predict(model, data).argmax(-1), data.tensors["labels"])
+
+
+def evaluate_tagger(model: nn.Module, data: TensorDataset, tag_names: Sequence[str]) -> dict[str, float]:
+    """Entity-level precision / recall / F1 over words (first-piece predictions), as CoNLL scores."""
+    if "word_ids" not in data.extra:
+        raise ValueError("data has no word ids: encode it with encode_tagging")
+    piece_preds = predict(model, data).argmax(-1)  # (N, T)
+    predicted = []
+    for row, word_ids in zip(piece_preds.tolist(), data.extra["word_ids"]):
+        predicted.append([tag_names[i] for i in pieces_to_word_predictions(row, word_ids)])
+    gold = [tags[:len(p)] for tags, p in zip(data.extra["tags"], predicted)]  # truncated sentences
+    result = entity_f1(predicted, gold)
+    return {k: result[k] for k in ("precision", "recall", "f1")}
+

@@ -1,0 +1,101 @@
+"""mlstep.tasks: encoding labeled data, fine-tuning through mlstep.train, and scoring."""
+
+import pytest
+import torch
+from sklearn.metrics import accuracy_score
+from torch import nn
+
+import mlstep
+from mlstep.finetune import BertForSequenceClassification, ClassifierOutput
+from mlstep.metrics import entity_f1
+from mlstep.tasks import (TensorDataset, encode_classification, encode_tagging, evaluate_classifier,
+                          evaluate_tagger, finetune, predict)
+
+TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+SENTENCES = [
+    {"tokens": ["anna", "visited", "lima", "."], "tags": ["O", "O", "B-LOC", "O"]},
+    {"tokens": ["bob", "smith", "met", "anna", "."], "tags": ["B-PER", "I-PER", "O", "B-PER", "O"]},
+]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    texts = ["anna visited lima .", "bob smith met anna .", "the soup was good .", "the soup was bad ."]
+    return mlstep.WordPieceTokenizer.train(texts * 3, vocab_size=60, min_frequency=1)
+
+
+def test_encode_classification_single_and_pairs(tok):
+    rows = [{"text": "the soup was good .", "label": 1}, {"text": "the soup was bad .", "label": 0}]
+    data = encode_classification(rows, tok)
+    assert len(data) == 2 and data.tensors["labels"].tolist() == [1, 0]
+    assert data[0]["input_ids"].tolist()[: len(tok.encode(rows[0]["text"]).ids)] == tok.encode(rows[0]["text"]).ids
+    pairs = encode_classification([{"p": "anna visited lima .", "h": "anna met bob .", "label": 2}], tok,
+                                  text_key="p", pair_key="h")
+    enc = tok.encode("anna visited lima .", pair="anna met bob .")
+    assert pairs[0]["token_type_ids"].tolist() == enc.token_type_ids
+    assert data.subset(1).tensors["labels"].tolist() == [1]
+    with pytest.raises(ValueError, match="empty"):
+        TensorDataset({"x": torch.zeros(0)})
+
+
+def test_encode_tagging_labels_first_pieces_only(tok):
+    data = encode_tagging(SENTENCES, tok, TAGS)
+    for i, sent in enumerate(SENTENCES):
+        labels = data.tensors["labels"][i].tolist()
+        word_ids = data.extra["word_ids"][i]
+        seen = set()
+        for lab, w in zip(labels, word_ids):
+            if w is None or w in seen:
+                assert lab == -100
+            else:
+                seen.add(w)
+                assert lab == TAGS.index(sent["tags"][w])
+    with pytest.raises(ValueError, match="unknown tag"):
+        encode_tagging([{"tokens": ["a"], "tags": ["B-ORG"]}], tok, TAGS)
+
+
+class Oracle(nn.Module):
+    """Returns one-hot logits of given per-row labels: a model that is right (or wrong) on purpose."""
+
+    def __init__(self, labels, num_classes):
+        super().__init__()
+        self.labels, self.num_classes, self.row = labels, num_classes, 0
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None):
+        n = input_ids.shape[0]
+        labels = self.labels[self.row:self.row + n].clamp(min=0)
+        self.row += n
+        return ClassifierOutput(None, nn.functional.one_hot(labels, self.num_classes).float())
+
+
+def test_evaluate_classifier_equals_sklearn(tok):
+    rows = [{"text": "the soup was good .", "label": i % 2} for i in range(10)]
+    data = encode_classification(rows, tok)
+    preds = torch.tensor([0, 1, 1, 1, 0, 0, 0, 1, 0, 1])
+    acc = evaluate_classifier(Oracle(preds, 2), data)
+    assert acc == pytest.approx(accuracy_score(data.tensors["labels"].numpy(), preds.numpy()))
+
+
+def test_evaluate_tagger_perfect_and_wrong_predictions(tok):
+    data = encode_tagging(SENTENCES, tok, TAGS)
+    gold = data.tensors["labels"]
+    assert evaluate_tagger(Oracle(gold, len(TAGS)), data, TAGS)["f1"] == pytest.approx(1.0)
+    wrong = torch.where(gold == TAGS.index("B-LOC"), torch.tensor(TAGS.index("B-PER")), gold)
+    result = evaluate_tagger(Oracle(wrong, len(TAGS)), data, TAGS)
+    expected = entity_f1([["O", "O", "B-PER", "O"], ["B-PER", "I-PER", "O", "B-PER", "O"]],
+                         [s["tags"] for s in SENTENCES])
+    assert result["f1"] == pytest.approx(expected["f1"]) and result["f1"] < 1.0
+
+
+def test_finetune_learns_a_separable_task_through_the_train_loop(tok):
+    rows = [{"text": t, "label": lab} for t, lab in [("the soup was good .", 1), ("the soup was bad .", 0)] * 16]
+    data = encode_classification(rows, tok)
+    torch.manual_seed(0)
+    cfg = mlstep.BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_layers=1, num_heads=2,
+                            intermediate_size=32, max_position=32, dropout=0.0)
+    model = BertForSequenceClassification(cfg, 2)
+    history = finetune(model, data, steps=40, lr=3e-3, batch_size=8)
+    assert len(history.losses) > 0 and history.losses[-1][1] < history.losses[0][1]
+    assert evaluate_classifier(model, data) == 1.0
+    assert predict(model, data).shape == (32, 2)
