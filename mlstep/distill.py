@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from mlstep.bert import BertConfig, BertModel
 
 __all__ = [
+    "init_embeddings_by_projection",
     "distillation_loss",
     "soft_target_loss",
     "hidden_state_loss",
@@ -301,6 +302,38 @@ _LAYER_KEY = re.compile(r"^encoder\.layers\.(\d+)\.(.+)$")
 
 
 @torch.no_grad()
+@torch.no_grad()
+def init_embeddings_by_projection(student: nn.Module, teacher: nn.Module) -> Tensor:
+    """Initialise a *narrower* student's embeddings from the teacher's, by PCA projection.
+
+    When widths match, :func:`init_student_from_teacher` copies tensors. A narrower student cannot
+    take the teacher's ``d_t``-wide embeddings, but it can take their projection onto the ``d_s``
+    directions in which the teacher's word embeddings vary most (principal components): the best
+    ``d_s``-dimensional linear summary of what pretraining stored in them, e.g. that "splendid" sits
+    near "lovely". Token, position and segment embeddings are summed in one space, so the same
+    projection ``P`` (``d_t × d_s``, orthonormal columns) is applied to all three.
+
+    Returns:
+        ``P``; the student's tables become ``teacher_table @ P``.
+    """
+    s_emb, t_emb = _bert_of(student, "student").embeddings, _bert_of(teacher, "teacher").embeddings
+    d_s, d_t = s_emb.word_embeddings.weight.shape[1], t_emb.word_embeddings.weight.shape[1]
+    if d_s > d_t:
+        raise ValueError(f"the student is wider than the teacher ({d_s} > {d_t}): nothing to project")
+    names = ("word_embeddings", "position_embeddings", "token_type_embeddings")
+    bad = [f"{n}: student {tuple(getattr(s_emb, n).weight.shape)} vs teacher {tuple(getattr(t_emb, n).weight.shape)}"
+           for n in names if getattr(s_emb, n).weight.shape[0] > getattr(t_emb, n).weight.shape[0]]
+    if bad:
+        raise ValueError("the student's embedding tables have more rows than the teacher's: " + "; ".join(bad))
+    words = t_emb.word_embeddings.weight.float()  # (V, d_t)
+    _, _, vh = torch.linalg.svd(words - words.mean(0), full_matrices=False)  # rows of vh: principal directions
+    projection = vh[:d_s].T.contiguous()  # (d_t, d_s)
+    for name in names:
+        target = getattr(s_emb, name).weight
+        target.copy_((getattr(t_emb, name).weight.float() @ projection)[: target.shape[0]].to(target.dtype))
+    return projection
+
+
 def init_student_from_teacher(
     student: nn.Module, teacher: nn.Module, layer_map: Sequence[int] | None = None
 ) -> InitReport:

@@ -487,3 +487,28 @@ def test_training_on_soft_targets_closes_the_gap():
         assert "soft" in history.metrics[-1]
     after = kl_to_teacher()
     assert math.isfinite(after) and after < 0.3 * before, (before, after)
+
+
+def test_init_embeddings_by_projection_is_pca_of_the_teacher_embeddings():
+    from sklearn.decomposition import PCA
+
+    from mlstep.distill import init_embeddings_by_projection
+
+    torch.manual_seed(0)
+    teacher = BertModel(BertConfig(vocab_size=50, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64))
+    student = BertModel(BertConfig(vocab_size=50, hidden_size=8, num_layers=1, num_heads=2, intermediate_size=16))
+    P = init_embeddings_by_projection(student, teacher)
+    assert P.shape == (32, 8)
+    torch.testing.assert_close(P.T @ P, torch.eye(8), atol=1e-5, rtol=0)  # orthonormal directions
+    W = teacher.embeddings.word_embeddings.weight.detach()
+    got = student.embeddings.word_embeddings.weight.detach()
+    torch.testing.assert_close(got, W @ P)
+    # the same subspace as scikit-learn's PCA: equal explained variance, per component
+    pca = PCA(n_components=8).fit(W.numpy())
+    ours = ((got - got.mean(0)) ** 2).sum(0) / (W.shape[0] - 1)
+    torch.testing.assert_close(ours.sort(descending=True).values, torch.tensor(pca.explained_variance_).float(),
+                               atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(student.embeddings.position_embeddings.weight.detach(),
+                               teacher.embeddings.position_embeddings.weight.detach() @ P)
+    with pytest.raises(ValueError, match="wider"):
+        init_embeddings_by_projection(teacher, student)
