@@ -7,9 +7,19 @@ import torch
 import torch.nn.functional as F
 
 import mlstep
-from mlstep.pretrain import (MaskingCollator, PairDataset, evaluate_pretraining, fill_mask, fixed_batches,
-                             load_course_model, load_pretrained, make_pairs, pretraining_step, save_pretrained,
-                             unigram_baseline)
+from mlstep.pretrain import (
+    MaskingCollator,
+    PairDataset,
+    evaluate_pretraining,
+    fill_mask,
+    fixed_batches,
+    load_course_model,
+    load_pretrained,
+    make_pairs,
+    pretraining_step,
+    save_pretrained,
+    unigram_baseline,
+)
 
 DOCS = [
     ["anna cooked the soup .", "the soup was good .", "she was happy ."],

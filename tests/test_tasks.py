@@ -8,8 +8,15 @@ from torch import nn
 import mlstep
 from mlstep.finetune import BertForSequenceClassification, ClassifierOutput
 from mlstep.metrics import entity_f1
-from mlstep.tasks import (TensorDataset, encode_classification, encode_tagging, evaluate_classifier,
-                          evaluate_tagger, finetune, predict)
+from mlstep.tasks import (
+    TensorDataset,
+    encode_classification,
+    encode_tagging,
+    evaluate_classifier,
+    evaluate_tagger,
+    finetune,
+    predict,
+)
 
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 SENTENCES = [
