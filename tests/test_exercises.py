@@ -1,5 +1,6 @@
 """mlstep.exercises: every check passes the reference and names each typical mistake."""
 
+import copy
 import functools
 import json
 import math
@@ -19,6 +20,7 @@ from mlstep import (
     mask_tokens,
     nsp_pairs,
     scaled_dot_product_attention,
+    sop_pairs,
 )
 from mlstep.exercises import (
     CHECKS,
@@ -30,14 +32,18 @@ from mlstep.exercises import (
     check_bert_parameter_count,
     check_causal_mask,
     check_distillation_loss,
+    check_freeze_encoder,
     check_lora_linear,
     check_mask_tokens,
     check_merge_heads,
     check_mlm_loss,
     check_nsp_pairs,
+    check_soft_targets,
+    check_sop_pairs,
     check_split_heads,
     check_wordpiece,
 )
+from mlstep.finetune import freeze_encoder
 
 try:  # mlstep.lora is the reference of check_lora_linear when present
     from mlstep.lora import LoRALinear
@@ -306,6 +312,62 @@ def nsp_balanced(documents, seed):  # exactly half, like mlstep.nsp_pairs; also 
     return [tuple(p) for p in nsp_pairs(documents, seed=seed)]
 
 
+def sop(documents, seed, *, p_swap=0.5, flip=False, keep_label=False, relabel_only=False, global_rng=False,
+        every_other=False, in_place=False):
+    """Sentence-order pairs as a learner writes them; the keywords reproduce typical mistakes."""
+    rng = random if global_rng else random.Random(seed)
+    pairs = []
+    for doc in documents:
+        for j in range(0, len(doc) - 1, 2 if every_other else 1):
+            a, b = doc[j], doc[j + 1]
+            swap = rng.random() < p_swap
+            label = 0 if keep_label else int(swap) ^ int(flip)
+            pairs.append((a, b, label) if relabel_only or not swap else (b, a, label))
+    if in_place:
+        documents[0].reverse()
+    return pairs
+
+
+# --- chapter 06: freezing the encoder, LoRA -------------------------------------------------------------
+
+def freeze_ok(model):
+    for p in model.bert.parameters():
+        p.requires_grad = False
+
+
+def freeze_all_then_head(model):  # another correct style; returns the model
+    model.requires_grad_(False)
+    model.classifier.requires_grad_(True)
+    return model
+
+
+def freeze_parts(model, *, embeddings=True, layers=None, pooler=True):
+    """Freeze the chosen parts of model.bert (layers: the indices to freeze; None = all)."""
+    bert = model.bert
+    if embeddings:
+        bert.embeddings.requires_grad_(False)
+    for i, layer in enumerate(bert.encoder.layers):
+        if layers is None or i in layers:
+            layer.requires_grad_(False)
+    for name, p in bert.encoder.named_parameters():  # the pre-LN final LayerNorm, if any
+        if not name.startswith("layers."):
+            p.requires_grad_(False)
+    if pooler:
+        bert.pooler.requires_grad_(False)
+    return model
+
+
+def freeze_and_replace_head(model):
+    freeze_ok(model)
+    model.classifier = nn.Linear(model.classifier.in_features, model.classifier.out_features)
+
+
+def freeze_and_zero_head(model):
+    freeze_ok(model)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+
+
 # --- chapter 06: LoRA ---------------------------------------------------------------------------------
 
 class LoRA(nn.Module):
@@ -343,6 +405,24 @@ class LoRA(nn.Module):
 
 def lora(**mistakes):
     return lambda base, rank, alpha: LoRA(base, rank, alpha, **mistakes)
+
+
+# --- chapter 07: soft targets, distillation -------------------------------------------------------------
+
+def soft_by_hand(z, T):  # numerically stable, written out
+    z = z / T
+    e = (z - z.amax(-1, keepdim=True)).exp()
+    return e / e.sum(-1, keepdim=True)
+
+
+def soft_naive(z, T):  # overflows for large logits
+    e = (z / T).exp()
+    return e / e.sum(-1, keepdim=True)
+
+
+def soft_in_place(z, T):
+    z /= T
+    return z.softmax(-1)
 
 
 # --- chapter 07: distillation -------------------------------------------------------------------------
@@ -391,6 +471,17 @@ REFERENCES = [
     (check_mlm_loss, lambda logits, labels: F.cross_entropy(logits.transpose(1, 2), labels)),
     (check_nsp_pairs, nsp),
     (check_nsp_pairs, nsp_balanced),
+    (check_sop_pairs, sop),
+    (check_sop_pairs, lambda docs, seed: sop_pairs(docs, seed=seed)),  # exactly balanced
+    (check_sop_pairs, lambda docs, seed: sop_pairs(docs, seed=seed, balanced=False)),
+    (check_freeze_encoder, freeze_ok),
+    (check_freeze_encoder, freeze_all_then_head),
+    (check_freeze_encoder, freeze_parts),
+    (check_freeze_encoder, freeze_encoder),
+    (check_soft_targets, lambda z, T: torch.softmax(z / T, dim=-1)),
+    (check_soft_targets, lambda z, T: F.softmax(z / T, dim=1)),
+    (check_soft_targets, soft_by_hand),
+    (check_soft_targets, lambda z, T: (p := z.softmax(-1) ** (1 / T)) / p.sum(-1, keepdim=True)),
     (check_lora_linear, lora()),
     *([(check_lora_linear, lambda base, rank, alpha: LoRALinear(base, rank, alpha))] if LoRALinear else []),
     (check_distillation_loss, distill),
@@ -514,7 +605,39 @@ WRONG = [
     (check_nsp_pairs, lambda docs, seed: [(a, b, "next") for a, b, _ in nsp(docs, seed)], ["label", "0", "1"]),
     (check_nsp_pairs, lambda docs, seed: [(a, docs[0][0] if y else b, y) for a, b, y in nsp(docs, seed)],
      ["same document"]),  # document 0's own pairs come first
+    (check_sop_pairs, functools.partial(sop, flip=True), ["labels flipped", "label 0 means in order"]),
+    (check_sop_pairs, functools.partial(sop, keep_label=True), ["swapping without changing the label"]),
+    (check_sop_pairs, functools.partial(sop, relabel_only=True), ["label 1 without swapping"]),
+    (check_sop_pairs, nsp, ["pairs drawn across documents", "NSP, not SOP"]),
+    (check_sop_pairs, functools.partial(sop, p_swap=1.0), ["always swapped"]),
+    (check_sop_pairs, functools.partial(sop, p_swap=0.0), ["never swapped"]),
+    (check_sop_pairs, functools.partial(sop, p_swap=0.8), ["% of your pairs are swapped", "about 50 %"]),
+    (check_sop_pairs, functools.partial(sop, global_rng=True), ["not reproducible", "random.Random(seed)"]),
+    (check_sop_pairs, lambda docs, seed: sop(docs, 0), ["seed is ignored"]),
+    (check_sop_pairs, functools.partial(sop, every_other=True), ["expected 421 pairs", "consecutive"]),
+    (check_sop_pairs, functools.partial(sop, in_place=True), ["changed `documents` in place"]),
+    (check_sop_pairs, lambda docs, seed: sop(docs, seed) + sop(docs, seed)[:1], ["expected 421 pairs"]),
+    (check_sop_pairs, lambda docs, seed: [(d[j], d[min(j + 2, len(d) - 1)], 0) for d in docs for j in range(len(d) - 1)],
+     ["not two consecutive sentences"]),  # (s_j, s_j+2): skips a sentence
+    (check_sop_pairs, lambda docs, seed: [(a, b, "swapped") for a, b, _ in sop(docs, seed)],
+     ["label", "0 (in order) or 1 (swapped)"]),
     # chapter 06
+    (check_freeze_encoder, lambda model: None, ["nothing frozen", "model.bert.parameters()"]),
+    (check_freeze_encoder, lambda model: model.bert.eval(), ["nothing frozen", ".eval()"]),
+    (check_freeze_encoder, lambda model: model.requires_grad_(False), ["head frozen too", "everything"]),
+    (check_freeze_encoder, lambda model: freeze_ok(model) or model.classifier.bias.requires_grad_(False),
+     ["head frozen too", "classifier.bias"]),
+    (check_freeze_encoder, functools.partial(freeze_parts, pooler=False),
+     ["pooler left trainable", "part of the encoder", "linear probe"]),
+    (check_freeze_encoder, functools.partial(freeze_parts, embeddings=False), ["embeddings left trainable"]),
+    (check_freeze_encoder, functools.partial(freeze_parts, layers=[0]), ["only some layers frozen", "layer 1"]),
+    (check_freeze_encoder, lambda model: model.bert.encoder.requires_grad_(False),
+     ["encoder left partly trainable", "embeddings, pooler"]),
+    (check_freeze_encoder, freeze_and_replace_head, ["replaced parameters", "classifier"]),
+    (check_freeze_encoder, freeze_and_zero_head, ["changed values", "classifier.weight"]),
+    (check_freeze_encoder, lambda model: freeze_encoder(copy.deepcopy(model)), ["returned a different model"]),
+    (check_freeze_encoder, lambda model: freeze_ok(model) or 1, ["model (or None)", "int"]),
+    (check_freeze_encoder, lambda model: model.bert.requires_grad_(False), ["returned a part of the model"]),
     (check_lora_linear, lora(freeze=False), ["base not frozen", "base.weight"]),
     (check_lora_linear, lora(freeze_bias=False), ["base not frozen", "base.bias"]),
     (check_lora_linear, lora(zero_b=False), ["B not zero-initialised"]),
@@ -530,6 +653,18 @@ WRONG = [
      ["expected exactly 2 trainable tensors", "none"]),
     (check_lora_linear, lambda base, rank, alpha: base.weight, ["expected an nn.Module", "Parameter"]),
     # chapter 07
+    (check_soft_targets, lambda z, T: torch.softmax(z, -1), ["temperature ignored"]),
+    (check_soft_targets, lambda z, T: torch.softmax(z * T, -1), ["multiplied by T instead of divided"]),
+    (check_soft_targets, lambda z, T: torch.softmax(z / T, 0), ["wrong dim", "dim=-1"]),
+    (check_soft_targets, lambda z, T: torch.log_softmax(z / T, -1), ["log-softmax returned"]),
+    (check_soft_targets, lambda z, T: torch.softmax(z, -1) ** (1 / T), ["after the softmax", "renormalising"]),
+    (check_soft_targets, lambda z, T: torch.softmax(z, -1) / T, ["divided by T", "LOGITS"]),
+    (check_soft_targets, soft_naive, ["overflow", "subtract the max", "torch.softmax"]),
+    (check_soft_targets, soft_in_place, ["in place", "`logits`"]),
+    (check_soft_targets, lambda z, T: torch.softmax(z.float() / T, -1), ["dtype", "float64"]),
+    (check_soft_targets, lambda z, T: torch.softmax(z / T, -1).sum(0), ["shape", "one value per class"]),
+    (check_soft_targets, lambda z, T: torch.softmax(z / T, -1) * 1.01, ["rows don't sum to 1"]),
+    (check_soft_targets, lambda z, T: torch.softmax(z / T, -1).tolist(), ["not a tensor", "list"]),
     (check_distillation_loss, functools.partial(distill, t2=False), ["missing T²"]),
     (check_distillation_loss, functools.partial(distill, reduction="mean"), ["reduction 'mean'", "off by C"]),
     (check_distillation_loss, functools.partial(distill, reduction="sum"), ["reduction 'sum'"]),
@@ -586,7 +721,8 @@ def test_registry_lists_every_check():
     assert set(CHECKS) >= {"check_attention_weights", "check_attention", "check_causal_mask",
                            "check_split_heads", "check_merge_heads", "check_wordpiece",
                            "check_bert_parameter_count", "check_mask_tokens", "check_mlm_loss",
-                           "check_nsp_pairs", "check_lora_linear", "check_distillation_loss"}
+                           "check_nsp_pairs", "check_lora_linear", "check_distillation_loss",
+                           "check_sop_pairs", "check_freeze_encoder", "check_soft_targets"}
     for name, check in CHECKS.items():
         assert check.__name__ == name and name.startswith("check_")
 
@@ -600,6 +736,7 @@ def test_checks_leave_the_global_rng_alone(capsys):
     # also when the learner's function draws from the global RNGs (wrongly, or to build a model)
     check_mask_tokens(functools.partial(mask_tokens_hf, global_rng=True))
     check_nsp_pairs(functools.partial(nsp, global_rng=True))
+    check_sop_pairs(functools.partial(sop, global_rng=True))
     assert torch.equal(torch.random.get_rng_state(), state)
     assert random.getstate() == py_state
 
@@ -617,6 +754,12 @@ def test_mask_tokens_check_accepts_any_correct_draw(offset, capsys):
 def test_nsp_check_accepts_any_correct_draw(capsys):
     for offset in range(1, 21):
         result, line = run(check_nsp_pairs, lambda docs, seed, k=offset: nsp(docs, seed * 100 + k), capsys)
+        assert result is True, (offset, line)
+
+
+def test_sop_check_accepts_any_correct_draw(capsys):
+    for offset in range(1, 21):
+        result, line = run(check_sop_pairs, lambda docs, seed, k=offset: sop(docs, seed * 100 + k), capsys)
         assert result is True, (offset, line)
 
 

@@ -23,9 +23,9 @@ The checks, by chapter (one submodule each; import them all from here):
   ``check_causal_mask``, ``check_split_heads``, ``check_merge_heads``
 * 03 :mod:`~mlstep.exercises.encoder`: ``check_wordpiece``, ``check_bert_parameter_count``
 * 04–05 :mod:`~mlstep.exercises.pretraining`: ``check_mask_tokens``, ``check_mlm_loss``,
-  ``check_nsp_pairs``
-* 06 :mod:`~mlstep.exercises.finetuning`: ``check_lora_linear``
-* 07 :mod:`~mlstep.exercises.distillation`: ``check_distillation_loss``
+  ``check_nsp_pairs``, ``check_sop_pairs``
+* 06 :mod:`~mlstep.exercises.finetuning`: ``check_freeze_encoder``, ``check_lora_linear``
+* 07 :mod:`~mlstep.exercises.distillation`: ``check_soft_targets``, ``check_distillation_loss``
 
 Adding a check: in the chapter's submodule, decorate ``check_x(fn) -> (passed, message)`` with
 ``@_register`` (from :mod:`mlstep.exercises._core`); for one tensor per input, build a list of
@@ -45,10 +45,15 @@ from mlstep.exercises.attention import (
     check_merge_heads,
     check_split_heads,
 )
-from mlstep.exercises.distillation import check_distillation_loss
+from mlstep.exercises.distillation import check_distillation_loss, check_soft_targets
 from mlstep.exercises.encoder import check_bert_parameter_count, check_wordpiece
-from mlstep.exercises.finetuning import check_lora_linear
-from mlstep.exercises.pretraining import check_mask_tokens, check_mlm_loss, check_nsp_pairs
+from mlstep.exercises.finetuning import check_freeze_encoder, check_lora_linear
+from mlstep.exercises.pretraining import (
+    check_mask_tokens,
+    check_mlm_loss,
+    check_nsp_pairs,
+    check_sop_pairs,
+)
 
 __all__ = [
     "CHECKS",
@@ -68,8 +73,11 @@ __all__ = [
     "check_mask_tokens",
     "check_mlm_loss",
     "check_nsp_pairs",
+    "check_sop_pairs",
     # 06 fine-tuning
+    "check_freeze_encoder",
     "check_lora_linear",
     # 07 distillation
+    "check_soft_targets",
     "check_distillation_loss",
 ]

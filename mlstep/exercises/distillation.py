@@ -1,4 +1,4 @@
-"""Checks for chapter 07: the knowledge-distillation loss.
+"""Checks for chapter 07: soft targets at a temperature, and the knowledge-distillation loss.
 
 Shape legend:
     b  rows (examples, or masked positions)    C  classes
@@ -16,7 +16,74 @@ from torch import Tensor
 from mlstep.distill import distillation_loss
 from mlstep.exercises._core import _Case, _randn, _register, _run_cases, _shape_str
 
-__all__ = ["check_distillation_loss"]
+__all__ = ["check_soft_targets", "check_distillation_loss"]
+
+
+# --- soft targets ----------------------------------------------------------------------------------
+
+def _wrong_soft_targets(z: Tensor, T: float) -> list[tuple[str, Tensor]]:
+    """Soft targets as the typical mistakes compute them (deliberately wrong)."""
+    p = z.softmax(-1)  # (b, C) at T = 1
+    return [
+        ("temperature ignored: divide the logits by T before the softmax, softmax(logits / T, dim=-1)", p),
+        ("multiplied by T instead of divided: softmax(logits / T, dim=-1) (a higher T must SOFTEN the "
+         "distribution)", (z * T).softmax(-1)),
+        ("softmax over the wrong dim: each row (example) is a distribution over the classes, dim=-1",
+         (z / T).softmax(0)),
+        ("log-softmax returned: the soft targets are probabilities, softmax(logits / T, dim=-1), not "
+         "log-probabilities", (z / T).log_softmax(-1)),
+        ("log-softmax returned, and the temperature ignored: softmax(logits / T, dim=-1)", z.log_softmax(-1)),
+        ("temperature applied after the softmax: p ** (1/T) without renormalising does not sum to 1; "
+         "divide the logits by T, then softmax", p ** (1 / T)),
+        ("probabilities divided by T: the temperature divides the LOGITS, before the softmax",
+         p / T),
+    ]
+
+
+@_register
+def check_soft_targets(fn: Callable[..., Any]) -> tuple[bool, str]:
+    """Check ``fn(logits (b, C), temperature) -> (b, C)``: ``softmax(logits / T, dim=-1)``.
+
+    Cases cover several shapes, T in {1, 2, 5}, float32 and float64, and logits in the thousands
+    (a naive ``exp`` overflows there). The reference is :func:`torch.softmax`, which
+    :func:`mlstep.distillation_loss` uses (as ``log_softmax``) for its soft term.
+
+    Returns:
+        True if every case matches (a ✅/❌ line is printed either way).
+    """
+    g = torch.Generator().manual_seed(809)
+    cases = []
+    # T != 1 first, so a missing or misplaced temperature is named on case 1.
+    for b, C, T, scale, dtype in ((4, 5, 2.0, 3.0, torch.float32), (3, 7, 5.0, 4.0, torch.float64),
+                                  (6, 10, 1.0, 2.0, torch.float32), (1, 4, 2.0, 3.0, torch.float32),
+                                  (5, 6, 2.0, 1000.0, torch.float32), (3, 8, 1.0, 2000.0, torch.float64)):
+        z = _randn(g, b, C, dtype=dtype) * scale  # (b, C) logits
+        expected = torch.softmax(z / T, dim=-1)  # (b, C)
+        size = f" of size ~{scale:g}" if scale >= 100 else ""  # the overflow cases
+        label = f"{'float64 ' if dtype == torch.float64 else ''}logits {_shape_str(z)}{size}, temperature {T:g}"
+        cases.append(_Case((z, T), expected, label, ("logits",), tuple(_wrong_soft_targets(z, T))))
+
+    def shape_hint(case: _Case, shape: tuple) -> str | None:
+        b, C = case.args[0].shape
+        if shape in ((b,), (b, 1)):
+            return "that is one value per row; return the whole distribution, one probability per class"
+        if shape == (C,) or shape == (1, C):
+            return "that is one value per class: the softmax must be per row (dim=-1), without reducing"
+        return None
+
+    def diagnose(case: _Case, got: Tensor) -> str | None:
+        if not torch.isfinite(got).all():
+            return ("overflow: exp of large logits is inf (inf / inf = nan); subtract the max of each row "
+                    "first, or use torch.softmax")
+        sums = got.sum(-1)
+        if not torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
+            return f"rows don't sum to 1 (e.g. row 0 sums to {sums[0].item():.4g}): normalise over dim=-1"
+        return None
+
+    return _run_cases(fn, cases, shape_hint=shape_hint, diagnose=diagnose)
+
+
+# --- the distillation loss -------------------------------------------------------------------------
 
 
 def _kl(log_p: Tensor, log_q: Tensor) -> Tensor:

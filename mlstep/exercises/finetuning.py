@@ -1,6 +1,12 @@
-"""Checks for chapter 06: a LoRA-wrapped Linear layer.
+"""Checks for chapter 06: freezing the encoder (linear probe), and a LoRA-wrapped Linear layer.
 
-The learner's module is checked as a whole: what it freezes, which parameters it adds and their
+The freezing check builds tiny random classifiers, runs the learner's function on one and
+:func:`mlstep.finetune.freeze_encoder` on a deep copy, and compares ``requires_grad`` parameter by
+parameter; when they differ it names the part left trainable (embeddings, some layers, the
+pooler) or frozen by mistake (the head). It also checks that the parameters are the same objects
+with the same values (frozen, not replaced or re-initialised).
+
+The LoRA layer is checked as a whole: what it freezes, which parameters it adds and their
 shapes, that it starts as the base layer (B = 0), that with random A and B its output is
 ``base(x) + (α/r)·x Aᵀ Bᵀ`` (the reference is :class:`mlstep.lora.LoRALinear` with the same A and B
 copied in), that gradients reach A and B, and that the base layer it was given is wrapped, not
@@ -12,15 +18,128 @@ Shape legend:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from mlstep.bert import BertConfig
 from mlstep.exercises._core import _call, _one_line, _passed, _randn, _register
+from mlstep.finetune import BertForSequenceClassification, freeze_encoder
 
-__all__ = ["check_lora_linear"]
+__all__ = ["check_freeze_encoder", "check_lora_linear"]
+
+
+# --- freezing the encoder (linear probe) ----------------------------------------------------------
+
+# (num_layers, pre_norm, num_labels, pooling): 2 layers so "only some layers frozen" shows; pre-LN
+# adds a final LayerNorm inside model.bert; mean pooling leaves the pooler unused but still encoder.
+_FREEZE_CASES = ((2, False, 3, "cls"), (1, True, 2, "cls"), (2, True, 4, "mean"))
+
+
+def _encoder_part(name: str) -> str:
+    """Which part of the encoder a parameter name inside ``model.bert`` belongs to."""
+    parts = name.split(".")
+    if parts[1] == "encoder" and len(parts) > 3 and parts[2] == "layers":
+        return f"layer {parts[3]}"
+    return {"embeddings": "embeddings", "pooler": "pooler"}.get(parts[1], ".".join(parts[1:-1]))
+
+
+def _freeze_problem(fn: Callable[..., Any], num_layers: int, pre_norm: bool, num_labels: int,
+                    pooling: str, seed: int) -> str | None:
+    """Everything checked on one model; the problem found, or None."""
+    torch.manual_seed(seed)  # the global RNG is restored by the caller (_register)
+    config = BertConfig(vocab_size=50, hidden_size=16, num_layers=num_layers, num_heads=2,
+                        intermediate_size=32, max_position=16, pre_norm=pre_norm)
+    model = BertForSequenceClassification(config, num_labels, pooling=pooling)
+    reference = freeze_encoder(copy.deepcopy(model))
+    want = {name: p.requires_grad for name, p in reference.named_parameters()}
+    before = {name: p for name, p in model.named_parameters()}
+    values = {name: t.detach().clone() for name, t in model.state_dict().items()}
+
+    result, err = _call(fn, model)
+    if err:
+        return err
+    if isinstance(result, nn.Module) and not any(result is m for m in model.modules()):
+        return ("you returned a different model: freeze the parameters of the model you were given, "
+                "in place, then return it (or nothing)")
+    after = dict(model.named_parameters())
+    replaced = [name for name in before if after.get(name) is not before[name]]
+    if replaced or set(after) != set(before):
+        which = replaced[0] if replaced else sorted(set(after) ^ set(before))[0]
+        return (f"replaced parameters ({which}): set requires_grad_(False) on the model's own parameters "
+                "instead of assigning new tensors or modules")
+    changed = [name for name, t in model.state_dict().items()
+               if name not in values or not torch.equal(t, values[name])]
+    if changed:
+        return (f"changed values ({changed[0]}): freezing only sets requires_grad; the weights must stay "
+                "exactly as they were (no re-initialisation, no .zero_() or .data = ...)")
+
+    frozen = {name for name, p in after.items() if not p.requires_grad}
+    head = [name for name in after if not name.startswith("bert.")]
+    encoder_trainable = [name for name in after if name.startswith("bert.") and name not in frozen]
+    if not frozen:
+        hint = (" (.eval() only switches dropout off; it does not freeze anything)"
+                if not model.bert.training else "")
+        return ("nothing frozen: every parameter still has requires_grad=True; call "
+                f"p.requires_grad_(False) for every p in model.bert.parameters(){hint}")
+    if any(name in frozen for name in head):
+        first = next(name for name in head if name in frozen)
+        everything = " (everything is frozen)" if len(frozen) == len(after) else ""
+        return (f"head frozen too: {first} has requires_grad=False{everything}; freeze only model.bert, "
+                "the classifier head must stay trainable (it is what the linear probe trains)")
+    if encoder_trainable:
+        parts = list(dict.fromkeys(_encoder_part(name) for name in encoder_trainable))  # in model order
+        layers = [part for part in parts if part.startswith("layer ")]
+        if parts == ["pooler"]:
+            return ("pooler left trainable (bert.pooler.dense): in this course's linear probe the pooler is "
+                    "part of the encoder and is frozen too; freeze every parameter of model.bert")
+        if parts == ["embeddings"]:
+            return ("embeddings left trainable (bert.embeddings: word, position, segment, LayerNorm); "
+                    "they are part of the encoder: freeze every parameter of model.bert")
+        if layers and len(layers) < num_layers:
+            return (f"only some layers frozen: {', '.join(layers)} (of {num_layers}) still trainable; freeze "
+                    "every layer (loop over model.bert.parameters(), not a hand-picked list)")
+        return (f"encoder left partly trainable: {', '.join(parts)} still trainable; freeze every "
+                "parameter of model.bert (embeddings, all layers, pooler)")
+    differs = [name for name, p in after.items() if p.requires_grad != want[name]]
+    if differs:  # cannot happen if the encoder/head split matches freeze_encoder's; kept as a net
+        return (f"{differs[0]} has requires_grad={after[differs[0]].requires_grad}, expected "
+                f"{want[differs[0]]} (as mlstep.freeze_encoder sets it)")
+    if isinstance(result, nn.Module) and result is not model:  # e.g. model.bert.requires_grad_(False)
+        return (f"you returned a part of the model ({type(result).__name__}); the freezing is right, but "
+                "return the whole model (or nothing)")
+    if result is not None and result is not model:
+        return (f"expected your function to return the model (or None), got {type(result).__name__}; the "
+                "freezing itself is right")
+    return None
+
+
+@_register
+def check_freeze_encoder(fn: Callable[..., Any]) -> tuple[bool, str]:
+    """Check ``fn(model)`` on a :class:`mlstep.finetune.BertForSequenceClassification`: a linear probe.
+
+    Every parameter of ``model.bert`` (embeddings, all layers, pooler) must get
+    ``requires_grad=False``; the head (everything outside ``model.bert``) must stay trainable;
+    parameters are not replaced and keep their values; ``fn`` returns the model or None. The
+    reference is :func:`mlstep.finetune.freeze_encoder` on a copy of the same model.
+
+    Returns:
+        True if every case passes (a ✅/❌ line is printed either way).
+    """
+    n = len(_FREEZE_CASES)
+    for k, (num_layers, pre_norm, num_labels, pooling) in enumerate(_FREEZE_CASES, start=1):
+        problem = _freeze_problem(fn, num_layers, pre_norm, num_labels, pooling, seed=900 + k)
+        if problem:
+            label = (f"{num_layers}-layer {'pre-LN' if pre_norm else 'post-LN'} BERT, {num_labels} labels, "
+                     f"pooling {pooling!r}")
+            return False, f"{_one_line(problem)} (case {k}/{n}: {label})"
+    return True, _passed(n)
+
+
+# --- LoRA ------------------------------------------------------------------------------------------
 
 # (in_features, out_features, bias, rank, alpha): (r, i) never equals (o, r), so A and B can be
 # told apart by shape; α/r is never 1, so a missing scaling shows.
