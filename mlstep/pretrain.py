@@ -397,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", default=None, help="output folder (default: data/pretrained)")
     parser.add_argument("--steps", type=int, default=PretrainRecipe.steps)
     parser.add_argument("--device", default="cpu", help='"cpu", "cuda" or "auto"')
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: MLSTEP_THREADS or 2)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: MLSTEP_THREADS or 1)")
     args = parser.parse_args(argv)
     from mlstep.utils import set_threads
 

@@ -542,7 +542,8 @@ def train(
 
     show = config.progress and main
     bar = tqdm(
-        total=config.max_steps, initial=step, desc="train", disable=not show, dynamic_ncols=True
+        total=config.max_steps, initial=step, desc="train", disable=not show, dynamic_ncols=True,
+        mininterval=0.5,  # at most 2 redraws a second: a notebook's output channel stays responsive
     )
     postfix: dict[str, str] = {}  # what the bar shows: running loss, lr, latest evaluation
     model.train()

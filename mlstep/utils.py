@@ -46,13 +46,14 @@ def set_seed(seed: int) -> None:
 def set_threads(n: int | None = None) -> int:
     """Pin PyTorch's CPU thread count and return it.
 
-    ``n`` defaults to the ``MLSTEP_THREADS`` environment variable, else ``min(2, cores)``. Small
-    models gain little from more threads, and threads that must wait for a busy core can slow a
-    training step tenfold: on a machine running other heavy work, set ``MLSTEP_THREADS=1``. Results
-    differ in the last bits between thread counts, so chapters assert their lessons with a margin.
+    ``n`` defaults to the ``MLSTEP_THREADS`` environment variable, else 1. The course's models are
+    small: a second thread gains ~1.3x on an idle machine, but threads that must wait for a busy
+    core (Jupyter, a browser, another run) can make a training step ten times slower. One thread
+    also gives the same numbers on every machine, whatever its core count. Set
+    ``MLSTEP_THREADS=2`` (or more) on an idle multi-core machine for a little more speed.
     """
     if n is None:
-        n = int(os.environ.get("MLSTEP_THREADS", min(2, os.cpu_count() or 1)))
+        n = int(os.environ.get("MLSTEP_THREADS", "1"))
     if n < 1:
         raise ValueError(f"thread count must be >= 1, got {n}")
     torch.set_num_threads(n)
