@@ -18,6 +18,7 @@ The pieces every pretraining chapter uses, in the order data flows:
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -171,8 +172,8 @@ def fixed_batches(dataset: Dataset, collator: MaskingCollator, batch_size: int =
     """
     n = len(dataset) if limit is None else min(limit, len(dataset))
     g = torch.Generator().manual_seed(seed)
-    fixed = MaskingCollator.__new__(MaskingCollator)
-    fixed.__dict__.update(collator.__dict__, generator=g)
+    fixed = copy.copy(collator)  # same settings, its own seeded generator
+    fixed.generator = g
     return [fixed([dataset[i] for i in range(s, min(s + batch_size, n))]) for s in range(0, n, batch_size)]
 
 
@@ -329,6 +330,10 @@ def pretrain_on_corpus(recipe: PretrainRecipe = PretrainRecipe(), tokenizer: Wor
     collator = MaskingCollator(tokenizer, sentence_labels=recipe.objective != "mlm")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: each process gets its own shard
         from torch.utils.data.distributed import DistributedSampler
+
+        from mlstep.train import setup_distributed
+
+        setup_distributed(device)  # the sampler needs the process group; train() reuses it
 
         sampler = DistributedSampler(train_set, seed=recipe.seed)
         loader = DataLoader(train_set, batch_size=recipe.batch_size, sampler=sampler, collate_fn=collator)
