@@ -40,7 +40,6 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))
 
 
 def set_threads(n: int | None = None) -> int:
@@ -61,17 +60,8 @@ def set_threads(n: int | None = None) -> int:
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters in ``model`` (tied weights counted once)."""
-    seen: set[int] = set()
-    total = 0
-    for p in model.parameters():  # .parameters() already deduplicates shared tensors
-        if trainable_only and not p.requires_grad:
-            continue
-        if id(p) in seen:
-            continue
-        seen.add(id(p))
-        total += p.numel()
-    return total
+    """Number of parameters in ``model`` (tied weights counted once: ``.parameters()`` deduplicates)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def autocast(device: torch.device | str, enabled: bool = True) -> contextlib.AbstractContextManager:
