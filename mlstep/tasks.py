@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -26,7 +27,7 @@ from mlstep.metrics import accuracy, entity_f1
 from mlstep.tokenizer import WordPieceTokenizer
 from mlstep.train import History, TrainConfig, train
 
-__all__ = ["TensorDataset", "encode_classification", "encode_tagging", "finetune", "predict",
+__all__ = ["TensorDataset", "concat_datasets", "encode_classification", "encode_tagging", "finetune", "predict",
            "evaluate_classifier", "evaluate_tagger"]
 
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
@@ -53,6 +54,26 @@ class TensorDataset(Dataset):
     def subset(self, n: int) -> TensorDataset:
         """The first ``n`` rows (for label-budget experiments)."""
         return TensorDataset({k: v[:n] for k, v in self.tensors.items()}, {k: v[:n] for k, v in self.extra.items()})
+
+
+def concat_datasets(*datasets: TensorDataset, pad_id: int = 0) -> TensorDataset:
+    """Rows of several encoded datasets in one, padded to the longest sequence.
+
+    Inputs are padded with ``pad_id`` (0 in the course's tokenizer), segment ids and attention
+    masks with 0, and per-token labels with −100 (ignored by the loss). ``extra`` data is dropped.
+    """
+    if not datasets:
+        raise ValueError("concat_datasets needs at least one dataset")
+    keys = set(datasets[0].tensors)
+    if any(set(d.tensors) != keys for d in datasets):
+        raise ValueError(f"datasets have different columns: {[sorted(d.tensors) for d in datasets]}")
+    length = max(t.shape[1] for d in datasets for t in d.tensors.values() if t.dim() == 2)
+    fill = {"input_ids": pad_id, "labels": -100}
+
+    def pad(key: str, t: Tensor) -> Tensor:  # (N, T) -> (N, length); 1-D columns unchanged
+        return F.pad(t, (0, length - t.shape[1]), value=fill.get(key, 0)) if t.dim() == 2 else t
+
+    return TensorDataset({k: torch.cat([pad(k, d.tensors[k]) for d in datasets]) for k in datasets[0].tensors})
 
 
 def _column(dataset: Any, key: str) -> list:
@@ -95,11 +116,16 @@ def encode_tagging(dataset: Any, tokenizer: WordPieceTokenizer, tag_names: Seque
 def finetune(model: nn.Module, data: TensorDataset, steps: int, lr: float = 1e-3, batch_size: int = 32,
              seed: int = 0, warmup_ratio: float = 0.1, weight_decay: float = 0.01,
              step_fn: Callable = classification_step, param_groups: list | None = None,
-             eval_fn: Callable | None = None, eval_every: int | None = None, progress: bool = False) -> History:
-    """Fine-tune ``model`` on ``data`` for ``steps`` optimizer steps with :func:`mlstep.train.train`."""
+             eval_fn: Callable | None = None, eval_every: int | None = None, progress: bool = False,
+             device: str = "cpu") -> History:
+    """Fine-tune ``model`` on ``data`` for ``steps`` optimizer steps with :func:`mlstep.train.train`.
+
+    ``device`` defaults to the CPU, where the chapters' numbers were measured; pass ``"auto"`` to
+    use a GPU when there is one (then move evaluation inputs to the model's device too).
+    """
     loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
     config = TrainConfig(max_steps=steps, lr=lr, warmup_ratio=warmup_ratio, weight_decay=weight_decay,
-                         eval_every=eval_every, seed=seed, progress=progress, device="cpu")
+                         eval_every=eval_every, seed=seed, progress=progress, device=device)
     return train(model, loader, step_fn, config, eval_fn=eval_fn, param_groups=param_groups)
 
 

@@ -10,6 +10,7 @@ from mlstep.finetune import BertForSequenceClassification, ClassifierOutput
 from mlstep.metrics import entity_f1
 from mlstep.tasks import (
     TensorDataset,
+    concat_datasets,
     encode_classification,
     encode_tagging,
     evaluate_classifier,
@@ -106,3 +107,20 @@ def test_finetune_learns_a_separable_task_through_the_train_loop(tok):
     assert len(history.losses) > 0 and history.losses[-1][1] < history.losses[0][1]
     assert evaluate_classifier(model, data) == 1.0
     assert predict(model, data).shape == (32, 2)
+
+
+def test_concat_datasets_pads_each_column_with_its_own_filler(tok):
+    short = encode_classification([{"text": "the soup was good .", "label": 1}], tok)
+    long = encode_classification([{"text": "anna visited lima and bob smith met anna .", "label": -100}], tok)
+    both = concat_datasets(short, long)
+    T = long.tensors["input_ids"].shape[1]
+    assert both.tensors["input_ids"].shape == (2, T) and both.tensors["labels"].tolist() == [1, -100]
+    n = short.tensors["input_ids"].shape[1]
+    assert torch.equal(both.tensors["input_ids"][0, :n], short.tensors["input_ids"][0])
+    assert (both.tensors["input_ids"][0, n:] == tok.pad_id).all() and (both.tensors["attention_mask"][0, n:] == 0).all()
+    tags = encode_tagging(SENTENCES, tok, TAGS)
+    wide = concat_datasets(tags.subset(1), encode_tagging(SENTENCES[1:], tok, TAGS))
+    first = tags.subset(1).tensors["labels"]
+    assert (wide.tensors["labels"][0, first.shape[1]:] == -100).all()  # token labels padded with -100
+    with pytest.raises(ValueError, match="different columns"):
+        concat_datasets(short, TensorDataset({"input_ids": torch.zeros(1, 3, dtype=torch.long)}))
