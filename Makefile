@@ -35,15 +35,15 @@ execute: $(STAMP)
 	$(BIN)/python scripts/execute_chapters.py $(NB)
 
 student: $(STAMP)
-	$(BIN)/python -m mlstep.teaching student --src chapters --out build/student
+	$(BIN)/python -m mlstep.exercises student --src chapters --out build/student
 
 # build every student edition, check none leaks a solution, run each: only exercise cells may fail
 verify-student: $(STAMP)
-	$(BIN)/python -m mlstep.teaching verify --src chapters
+	$(BIN)/python -m mlstep.exercises verify --src chapters
 
 grade: $(STAMP)
 	@test -n "$(NB)" || (echo "usage: make grade NB=path/to/notebook.ipynb" && exit 2)
-	$(BIN)/python -m mlstep.teaching grade "$(NB)" --json "$(basename $(NB)).grade.json"
+	$(BIN)/python -m mlstep.exercises grade "$(NB)" --json "$(basename $(NB)).grade.json"
 
 lint: $(STAMP)
 	$(BIN)/ruff check mlstep tests scripts benchmarks

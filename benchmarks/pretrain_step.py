@@ -43,7 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _timing when run
 from _timing import busy_warning, environment, interleaved, markdown_table  # noqa: E402
 
 import mlstep  # noqa: E402
-from mlstep import autocast, bert_from_hf, get_device, mask_tokens  # noqa: E402
+from mlstep import bert_from_hf, get_device, mask_tokens  # noqa: E402
+from mlstep.utils import autocast  # noqa: E402
 
 # Special ids of the synthetic vocabulary: [PAD] [UNK] [CLS] [SEP] [MASK] = 0 1 2 3 4.
 PAD, UNK, CLS, SEP, MASK = range(5)
@@ -72,7 +73,7 @@ class Size:
                 f"B={self.batch} V={self.vocab}")
 
 
-# The target configuration of DESIGN §8 is "target"; mlstep should be >= 1.5x faster there.
+# The benchmark's target configuration is "target"; mlstep should be >= 1.5x faster there.
 CPU_SIZES = (
     Size("small", layers=2, hidden=64, heads=4, seq_len=64, batch=64, vocab=2000, repeats=15),
     Size("target", layers=2, hidden=128, heads=4, seq_len=64, batch=64, vocab=4096, repeats=21),
@@ -106,7 +107,7 @@ def make_batch(size: Size, device: torch.device, seed: int = 0) -> Batch:
     token_type = torch.zeros(B, T, dtype=torch.long)
     token_type[:, half:] = 1  # sentence B
     inputs, labels = mask_tokens(ids, vocab_size=size.vocab, mask_id=MASK, special_ids=SPECIAL_IDS,
-                                 generator=g, at_least_one=True)
+                                 generator=g)
     nsp = torch.randint(0, 2, (B,), generator=g)
     batch = Batch(inputs, token_type, torch.ones(B, T, dtype=torch.long), labels, nsp)
     return Batch(*(t.to(device) for t in batch))
@@ -127,20 +128,17 @@ def hf_config(size: Size, dropout: float = 0.1, attn_implementation: str = "sdpa
 
 def build_models(
     size: Size, device: torch.device, dropout: float = 0.1, seed: int = 0,
-    eager: bool = True, from_scratch: bool = False,
+    eager: bool = True,
 ) -> dict[str, nn.Module]:
     """``name -> model``, all holding the same weights, in train mode, on ``device``.
 
-    Names: ``mlstep`` (fused attention), optionally ``mlstep-scratch`` (from-scratch attention),
-    ``hf-sdpa``, optionally ``hf-eager``.
+    Names: ``mlstep``, ``hf-sdpa``, optionally ``hf-eager``.
     """
     from transformers import BertForPreTraining as HFBertForPreTraining
 
     torch.manual_seed(seed)
     hf = HFBertForPreTraining(hf_config(size, dropout)).to(device).train()
     models: dict[str, nn.Module] = {"mlstep": bert_from_hf(hf).train()}
-    if from_scratch:
-        models["mlstep-scratch"] = bert_from_hf(hf, fused_attention=False).train()
     models["hf-sdpa"] = hf
     if eager:
         hf_eager = HFBertForPreTraining(hf_config(size, dropout, "eager")).to(device).train()
@@ -206,9 +204,9 @@ def train_flops(size: Size, projected_positions: int) -> float:
 
 
 def run_size(size: Size, device: torch.device, repeats: int, warmup: int, eager: bool,
-             from_scratch: bool, peak_tflops: float) -> dict[str, Any]:
+             peak_tflops: float) -> dict[str, Any]:
     """Time every model on one size; returns a JSON-ready dict."""
-    models = build_models(size, device, eager=eager, from_scratch=from_scratch)
+    models = build_models(size, device, eager=eager)
     batch = make_batch(size, device)
     steps = {name: make_step(name, m, batch, device) for name, m in models.items()}
     sync = torch.cuda.synchronize if device.type == "cuda" else None
@@ -290,8 +288,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--sizes", default=None,
                    help="comma-separated size names to run (e.g. target); default all")
     p.add_argument("--no-eager", action="store_true", help="skip HF eager attention")
-    p.add_argument("--from-scratch", action="store_true",
-                   help="also time mlstep with the from-scratch attention (fused_attention=False)")
     p.add_argument("--peak-tflops", type=float, default=989.0,
                    help="accelerator peak for MFU (default 989: H100 SXM bf16 dense)")
     p.add_argument("--json", type=Path, default=None, help="write the results to this file")
@@ -338,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         repeats = args.repeats or size.repeats
         print(f"timing {size.label()} ({repeats} rounds)...", flush=True)
         results.append(run_size(size, device, repeats, args.warmup, eager=not args.no_eager,
-                                from_scratch=args.from_scratch, peak_tflops=args.peak_tflops))
+                                peak_tflops=args.peak_tflops))
         if device.type == "cuda":
             torch.cuda.empty_cache()
     table = format_table(results, device)

@@ -243,7 +243,7 @@ def pretrain(cfg: RealDataConfig, tokenizer: WordPieceTokenizer, train_docs: lis
               "probe_ms_per_step": None if step_s is None else 1e3 * step_s,
               "probe_s_per_eval": eval_s, "encode_cpu_min": encode_min,
               "cpu_min": (time.process_time() - t_start) / 60, "checkpoints": checkpoints,
-              "final_train_loss": history.losses[-1][1] if history.losses else math.nan}
+              "final_train_loss": history.train[-1]["loss"] if history.train else math.nan}
     return model.eval(), record
 
 

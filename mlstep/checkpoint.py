@@ -13,10 +13,10 @@ What a checkpoint holds (keys of the saved dict)::
     model      model.state_dict() (unwrapped from DistributedDataParallel)
     optimizer  optimizer.state_dict()            (optional)
     scheduler  lr scheduler state_dict()          (optional)
-    scaler     fp16 GradScaler state_dict()       (optional)
     rng        python / numpy / torch (and CUDA) generator states, as tensors
-    history    History.to_dict(): lists of numbers (optional)
-    extra      anything else the caller stores (the training loop keeps its data position here)
+    history    the run's History as plain lists and numbers (optional)
+    extra      anything else the caller stores (the training loop: its data position, its
+               running means and its config)
 
 The data position is what makes a resumed run see the same batches: :class:`ResumableBatches`
 cycles through any iterable of batches and records, per epoch, the RNG states the epoch started
@@ -25,10 +25,9 @@ from, so resuming can rebuild the same shuffled order and skip the batches alrea
 
 from __future__ import annotations
 
-import contextlib
+import io
 import os
 import random
-import tempfile
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -36,9 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from mlstep.utils import atomic_write, unwrap_model
+
 __all__ = [
-    "atomic_save",
-    "unwrap_model",
+    "save_tensors",
     "save_checkpoint",
     "load_checkpoint",
     "check_state_dict",
@@ -49,17 +49,6 @@ __all__ = [
 
 FORMAT = "mlstep-checkpoint/1"
 _END = object()  # marks an exhausted iterator (a batch may be anything, even None)
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain module inside DistributedDataParallel / DataParallel / ``torch.compile``."""
-    while True:
-        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):  # torch.compile's wrapper
-            model = model._orig_mod
-        else:
-            return model
 
 
 # --- random generator states ----------------------------------------------------------------------
@@ -117,28 +106,11 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 # --- saving -------------------------------------------------------------------------------------
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save(obj, path)`` through a temporary file in the same folder and ``os.replace``.
-
-    The temporary file must live in the same folder (same filesystem), otherwise the final rename
-    would be a copy and no longer atomic. On any failure, KeyboardInterrupt included, the temporary
-    file is removed and ``path`` is left as it was.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on disk before the rename makes them visible
-        os.chmod(tmp, 0o644)  # mkstemp creates files readable by the owner only
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+def save_tensors(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save(obj, path)``, written atomically (a crash leaves the old file or the new one)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, buffer.getvalue())
 
 
 def save_checkpoint(
@@ -147,9 +119,8 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
     step: int = 0,
-    history: Any = None,
+    history: Mapping[str, Any] | None = None,
     *,
-    scaler: Any = None,
     extra: Mapping[str, Any] | None = None,
 ) -> None:
     """Write a training checkpoint atomically (see the module docstring for its contents).
@@ -157,9 +128,9 @@ def save_checkpoint(
     Args:
         path: file to write; its folder is created if needed.
         model: the model (a DDP-wrapped model is unwrapped, so the keys have no ``module.`` prefix).
-        optimizer, scheduler, scaler: saved through their ``state_dict()`` when given.
+        optimizer, scheduler: saved through their ``state_dict()`` when given.
         step: optimizer steps completed.
-        history: an object with ``to_dict()`` (the loop's ``History``) or a plain dict.
+        history: plain lists and numbers (the loop stores ``dataclasses.asdict(History)``).
         extra: more plain values or tensors to store under ``"extra"``.
 
     The RNG states are taken at the moment of the call, so call it at the end of a step.
@@ -174,13 +145,11 @@ def save_checkpoint(
         state["optimizer"] = optimizer.state_dict()
     if scheduler is not None:
         state["scheduler"] = scheduler.state_dict()
-    if scaler is not None:
-        state["scaler"] = scaler.state_dict()
     if history is not None:
-        state["history"] = history.to_dict() if hasattr(history, "to_dict") else dict(history)
+        state["history"] = dict(history)
     if extra is not None:
         state["extra"] = dict(extra)
-    atomic_save(state, path)
+    save_tensors(state, path)
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -225,7 +194,6 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
     *,
-    scaler: Any = None,
     map_location: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """Load a checkpoint with ``torch.load(weights_only=True)`` and restore the given objects.
@@ -234,7 +202,7 @@ def load_checkpoint(
         path: a file written by :func:`save_checkpoint`.
         model: if given, its weights are replaced (after :func:`check_state_dict`, so a model of
             another config fails with the mismatched keys and shapes named).
-        optimizer, scheduler, scaler: if given, their states are restored.
+        optimizer, scheduler: if given, their states are restored.
         map_location: where tensors are loaded first (``load_state_dict`` then copies them to the
             parameters' own device).
 
@@ -251,7 +219,7 @@ def load_checkpoint(
     if model is not None:
         check_state_dict(model, ckpt["model"])
         unwrap_model(model).load_state_dict(ckpt["model"])
-    for name, obj in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
+    for name, obj in (("optimizer", optimizer), ("scheduler", scheduler)):
         if obj is None:
             continue
         if name not in ckpt:

@@ -1,6 +1,6 @@
 """Evaluation metrics: accuracy, precision/recall/F1, confusion matrix, entity-level F1, perplexity.
 
-Pure numpy (plus matplotlib for the plot); scikit-learn is only the reference the tests compare
+Pure numpy; scikit-learn is only the reference the tests compare
 against, never a runtime dependency.
 
 * Classification metrics take ``preds`` and ``labels`` as tensors, numpy arrays or (nested) lists
@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
@@ -31,7 +30,6 @@ __all__ = [
     "bio_entities",
     "entity_f1",
     "perplexity",
-    "plot_confusion_matrix",
 ]
 
 _AVERAGES = ("macro", "micro", "weighted", None)
@@ -388,54 +386,3 @@ def perplexity(mean_nll) -> float:
     if x > math.log(np.finfo(np.float64).max):
         return math.inf
     return math.exp(max(x, 0.0))
-
-
-# --- plot ----------------------------------------------------------------------------------------
-
-def plot_confusion_matrix(
-    cm,
-    labels: Sequence[str] | None = None,
-    ax: plt.Axes | None = None,
-    normalize: bool = False,
-    title: str | None = None,
-) -> plt.Axes:
-    """Heatmap of a confusion matrix with each cell annotated (rows = true, columns = predicted).
-
-    Args:
-        cm: ``(C, C)`` counts, e.g. from :func:`confusion_matrix`.
-        labels: ``C`` class names for the axes (default: the class ids).
-        ax: axes to draw into (a new figure if None).
-        normalize: divide each row by its total, so cell ``(i, j)`` is the fraction of class
-            ``i`` predicted as ``j`` (the diagonal is per-class recall); rows with no examples
-            stay 0.
-        title: optional title.
-
-    Returns:
-        The matplotlib ``Axes``.
-    """
-    m = _to_numpy(cm, "cm").astype(float)
-    if m.ndim != 2 or m.shape[0] != m.shape[1]:
-        raise ValueError(f"cm must be a square (C, C) matrix, got shape {m.shape}")
-    n = m.shape[0]
-    if labels is None:
-        labels = [str(i) for i in range(n)]
-    if len(labels) != n:
-        raise ValueError(f"{len(labels)} labels for a {n}x{n} confusion matrix")
-    if normalize:
-        m = _safe_div(m, m.sum(axis=1, keepdims=True).repeat(n, axis=1))  # (C, C) rows sum to 1
-    if ax is None:
-        _, ax = plt.subplots(figsize=(1.5 + 0.6 * n, 1.2 + 0.55 * n))
-    vmax = max(float(m.max()), 1e-9)
-    ax.imshow(m, cmap="Blues", vmin=0.0, vmax=vmax)
-    ax.set_xticks(range(n), [str(s) for s in labels], rotation=45, ha="right")
-    ax.set_yticks(range(n), [str(s) for s in labels])
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for i in range(n):
-        for j in range(n):
-            text = f"{m[i, j]:.2f}" if normalize else f"{int(round(m[i, j]))}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                    color="white" if m[i, j] > 0.6 * vmax else "black")
-    if title:
-        ax.set_title(title)
-    return ax

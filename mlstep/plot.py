@@ -1,4 +1,5 @@
-"""Plots used across chapters (matplotlib only): attention heatmaps, per-head grids, curves."""
+"""Plots used across chapters (matplotlib only): attention heatmaps, per-head grids, curves,
+confusion matrices."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["attention_heatmap", "attention_heads", "line_plot"]
+__all__ = ["attention_heatmap", "attention_heads", "line_plot", "plot_confusion_matrix"]
 
 
 def _as_numpy(x) -> np.ndarray:
@@ -107,4 +108,54 @@ def line_plot(
     if len(series) > 1:
         ax.legend()
     ax.grid(alpha=0.3)
+    return ax
+
+
+def plot_confusion_matrix(
+    cm,
+    labels: Sequence[str] | None = None,
+    ax: plt.Axes | None = None,
+    normalize: bool = False,
+    title: str | None = None,
+) -> plt.Axes:
+    """Heatmap of a confusion matrix with each cell annotated (rows = true, columns = predicted).
+
+    Args:
+        cm: ``(C, C)`` counts, e.g. from :func:`mlstep.metrics.confusion_matrix`.
+        labels: ``C`` class names for the axes (default: the class ids).
+        ax: axes to draw into (a new figure if None).
+        normalize: divide each row by its total, so cell ``(i, j)`` is the fraction of class
+            ``i`` predicted as ``j`` (the diagonal is per-class recall); rows with no examples
+            stay 0.
+        title: optional title.
+
+    Returns:
+        The matplotlib ``Axes``.
+    """
+    m = _as_numpy(cm)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f"cm must be a square (C, C) matrix, got shape {m.shape}")
+    n = m.shape[0]
+    if labels is None:
+        labels = [str(i) for i in range(n)]
+    if len(labels) != n:
+        raise ValueError(f"{len(labels)} labels for a {n}x{n} confusion matrix")
+    if normalize:
+        totals = m.sum(axis=1, keepdims=True)
+        m = np.divide(m, totals, out=np.zeros_like(m), where=totals != 0)  # (C, C): rows sum to 1
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.5 + 0.6 * n, 1.2 + 0.55 * n))
+    vmax = max(float(m.max()), 1e-9)
+    ax.imshow(m, cmap="Blues", vmin=0.0, vmax=vmax)
+    ax.set_xticks(range(n), [str(s) for s in labels], rotation=45, ha="right")
+    ax.set_yticks(range(n), [str(s) for s in labels])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(n):
+        for j in range(n):
+            text = f"{m[i, j]:.2f}" if normalize else f"{int(round(m[i, j]))}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="white" if m[i, j] > 0.6 * vmax else "black")
+    if title:
+        ax.set_title(title)
     return ax

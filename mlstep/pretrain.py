@@ -8,7 +8,7 @@ The pieces every pretraining chapter uses, in the order data flows:
 2. :class:`PairDataset` encodes every pair once with the tokenizer (``[CLS] a [SEP] b [SEP]``).
 3. :class:`MaskingCollator` pads a batch and masks it *afresh each time* (dynamic masking, as
    RoBERTa does): the same sentence gets different masks in different epochs.
-4. :func:`pretraining_step` is the ``step_fn`` for :func:`mlstep.train.train`;
+4. :func:`pretraining_step` is the ``step_fn`` for :func:`mlstep.train`;
    :func:`evaluate_pretraining` measures masked-token accuracy, perplexity and NSP/SOP accuracy on
    batches masked once with a fixed seed, so every evaluation sees the same masks.
 
@@ -29,34 +29,23 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from mlstep.bert import BertConfig, BertForPreTraining
-from mlstep.checkpoint import atomic_save
-from mlstep.masking import IGNORE_INDEX, mask_tokens, nsp_pairs, sop_pairs
-from mlstep.tokenizer import WordPieceTokenizer
+from mlstep.checkpoint import save_tensors
+from mlstep.data import load_task
+from mlstep.masking import mask_tokens, nsp_pairs, sop_pairs
+from mlstep.train import TrainConfig, train
+from mlstep.utils import IGNORE_INDEX, is_main_process, set_threads, setup_distributed
+from mlstep.wordpiece import WordPieceTokenizer
 
-__all__ = [
-    "PretrainRecipe",
-    "corpus_tokenizer",
-    "pretrain_on_corpus",
-    "load_course_model",
-    "build_course_model",
-    "default_pretrained_dir",
-    "OBJECTIVES",
-    "make_pairs",
-    "PairDataset",
-    "MaskingCollator",
-    "pretraining_step",
-    "fixed_batches",
-    "evaluate_pretraining",
-    "unigram_baseline",
-    "fill_mask",
-    "save_pretrained",
-    "load_pretrained",
-]
+__all__ = ["OBJECTIVES", "make_pairs", "PairDataset", "MaskingCollator", "pretraining_step", "fixed_batches",
+           "evaluate_pretraining", "unigram_baseline", "fill_mask", "save_pretrained", "load_pretrained",
+           "PretrainRecipe", "corpus_tokenizer", "pretrain_on_corpus", "load_course_model",
+           "build_course_model", "default_pretrained_dir"]
 
 OBJECTIVES = ("mlm", "mlm+nsp", "mlm+sop")
+FORMAT = "mlstep-pretrained-v2"  # v2: TransformerConfig fields and module names (attn, pooler)
 
 
 def make_pairs(documents: Sequence[Sequence[str]], objective: str = "mlm+nsp", seed: int = 0
@@ -252,8 +241,8 @@ def save_pretrained(directory: str | os.PathLike, model: BertForPreTraining,
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_save({"format": "mlstep-pretrained-v1", "config": asdict(model.config), "model": state,
-                 "metadata": json.dumps(metadata or {})}, directory / "model.pt")
+    save_tensors({"format": FORMAT, "config": asdict(model.config), "model": state,
+                  "metadata": json.dumps(metadata or {})}, directory / "model.pt")
     if tokenizer is not None:
         tokenizer.save(directory / "tokenizer.json")
     return directory
@@ -267,8 +256,9 @@ def load_pretrained(directory: str | os.PathLike, map_location: str | torch.devi
     if not path.exists():
         raise FileNotFoundError(f"no pretrained model at {path}")
     ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "mlstep-pretrained-v1":
-        raise ValueError(f"{path} is not an mlstep pretrained model (save it with save_pretrained)")
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an mlstep pretrained model of this version ({FORMAT}); "
+                         "save it with save_pretrained, or rebuild it with `python -m mlstep.pretrain`")
     model = BertForPreTraining(BertConfig(**ckpt["config"]))
     model.load_state_dict(ckpt["model"])
     tok_path = directory / "tokenizer.json"
@@ -280,15 +270,15 @@ def load_pretrained(directory: str | os.PathLike, map_location: str | torch.devi
 
 @dataclass(frozen=True)
 class PretrainRecipe:
-    """How the course's tiny BERT is pretrained (measured on 2 CPU cores; see CALIBRATION)."""
+    """How the course's tiny BERT is pretrained (chapter 05 runs it; chapters 06-07 start from it)."""
 
     objective: str = "mlm+nsp"  # "mlm", "mlm+nsp" or "mlm+sop"
     vocab_size: int = 2000  # WordPiece vocabulary trained on the pretraining documents
     max_length: int = 64  # tokens per sentence pair, [CLS]/[SEP] included
-    hidden_size: int = 64  # model width d
+    hidden_size: int = 64  # model width D
     num_layers: int = 2  # encoder layers
     num_heads: int = 4  # attention heads (4 beat 2 at this width)
-    intermediate_size: int = 256  # FFN width, 4·d
+    intermediate_size: int = 256  # FFN width, 4·D
     dropout: float = 0.0  # dropout in embeddings, attention and FFN (0: the corpus is big enough)
     steps: int = 4500  # optimizer steps (polarity knowledge appears after ~1,500; NSP keeps improving)
     batch_size: int = 64  # sentence pairs per step
@@ -302,8 +292,6 @@ class PretrainRecipe:
 
 def corpus_tokenizer(vocab_size: int = 2000) -> WordPieceTokenizer:
     """The WordPiece tokenizer trained on the offline corpus's pretraining documents (deterministic)."""
-    from mlstep.data import load_task
-
     documents = load_task("pretrain", "train")["sentences"]
     return WordPieceTokenizer.train([s for doc in documents for s in doc], vocab_size=vocab_size)
 
@@ -317,11 +305,6 @@ def pretrain_on_corpus(recipe: PretrainRecipe = PretrainRecipe(), tokenizer: Wor
     ``device="auto"`` uses a GPU when there is one (bf16 autocast). Under ``torchrun`` each process
     trains on its shard of the pairs (DistributedSampler) and gradients are averaged by DDP.
     """
-    from torch.utils.data import DataLoader
-
-    from mlstep.data import load_task
-    from mlstep.train import TrainConfig, train
-
     tokenizer = tokenizer or corpus_tokenizer(recipe.vocab_size)
     documents = load_task("pretrain", "train")["sentences"]
     held_out = load_task("pretrain", "validation")["sentences"]
@@ -329,12 +312,7 @@ def pretrain_on_corpus(recipe: PretrainRecipe = PretrainRecipe(), tokenizer: Wor
     valid_set = PairDataset(make_pairs(held_out, recipe.objective, seed=recipe.seed + 1), tokenizer, recipe.max_length)
     collator = MaskingCollator(tokenizer, sentence_labels=recipe.objective != "mlm")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: each process gets its own shard
-        from torch.utils.data.distributed import DistributedSampler
-
-        from mlstep.train import setup_distributed
-
         setup_distributed(device)  # the sampler needs the process group; train() reuses it
-
         sampler = DistributedSampler(train_set, seed=recipe.seed)
         loader = DataLoader(train_set, batch_size=recipe.batch_size, sampler=sampler, collate_fn=collator)
     else:
@@ -385,8 +363,6 @@ def load_course_model(directory: str | os.PathLike | None = None, rebuild: bool 
 def build_course_model(directory: str | os.PathLike, recipe: PretrainRecipe = PretrainRecipe(),
                        device: str = "cpu") -> dict:
     """Pretrain with ``recipe`` and save model + tokenizer + metrics to ``directory`` (rank 0 only)."""
-    from mlstep.train import is_main_process
-
     model, tokenizer, history, _ = pretrain_on_corpus(recipe, device=device)
     metadata = {"recipe": asdict(recipe), "final_eval": history.evals[-1] if history.evals else {},
                 "torch": torch.__version__}
@@ -404,13 +380,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help='"cpu", "cuda" or "auto"')
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: MLSTEP_THREADS or 1)")
     args = parser.parse_args(argv)
-    from mlstep.utils import set_threads
-
     set_threads(args.threads)
     out = Path(args.out) if args.out else default_pretrained_dir()
     metadata = build_course_model(out, PretrainRecipe(steps=args.steps), device=args.device)
-    from mlstep.train import is_main_process
-
     if is_main_process():
         print(f"saved to {out}: {json.dumps(metadata['final_eval'])}")
 

@@ -6,8 +6,8 @@ always the same, so they live here:
 - :func:`encode_classification` / :func:`encode_tagging` turn a ``datasets.Dataset`` (or a list of
   dicts) into a :class:`TensorDataset` of padded tensors; tagging labels go on the first piece of
   each word, −100 elsewhere (first-subword labeling).
-- :func:`finetune` runs :func:`mlstep.train.train` with fine-tuning defaults (shuffled batches,
-  warmup then linear decay, :func:`mlstep.finetune.classification_step`).
+- :func:`fit` runs :func:`mlstep.train` with fine-tuning defaults (shuffled batches, warmup then
+  linear decay, :func:`mlstep.finetune.classification_step`).
 - :func:`predict`, :func:`evaluate_classifier` and :func:`evaluate_tagger` score a model: accuracy,
   or entity-level F1 on words.
 """
@@ -22,15 +22,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from mlstep.finetune import align_labels_to_pieces, classification_step, pieces_to_word_predictions
+from mlstep.finetune import MODEL_INPUTS, classification_step
 from mlstep.metrics import accuracy, entity_f1
-from mlstep.tokenizer import WordPieceTokenizer
 from mlstep.train import History, TrainConfig, train
+from mlstep.utils import IGNORE_INDEX
+from mlstep.wordpiece import WordPieceTokenizer
 
-__all__ = ["TensorDataset", "concat_datasets", "encode_classification", "encode_tagging", "finetune", "predict",
-           "evaluate_classifier", "evaluate_tagger"]
-
-MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+__all__ = ["TensorDataset", "concat_datasets", "encode_classification", "encode_tagging", "fit", "predict",
+           "evaluate_classifier", "evaluate_tagger", "align_labels_to_pieces", "pieces_to_word_predictions"]
 
 
 class TensorDataset(Dataset):
@@ -68,7 +67,7 @@ def concat_datasets(*datasets: TensorDataset, pad_id: int = 0) -> TensorDataset:
     if any(set(d.tensors) != keys for d in datasets):
         raise ValueError(f"datasets have different columns: {[sorted(d.tensors) for d in datasets]}")
     length = max(t.shape[1] for d in datasets for t in d.tensors.values() if t.dim() == 2)
-    fill = {"input_ids": pad_id, "labels": -100}
+    fill = {"input_ids": pad_id, "labels": IGNORE_INDEX}
 
     def pad(key: str, t: Tensor) -> Tensor:  # (N, T) -> (N, length); 1-D columns unchanged
         return F.pad(t, (0, length - t.shape[1]), value=fill.get(key, 0)) if t.dim() == 2 else t
@@ -92,6 +91,27 @@ def encode_classification(dataset: Any, tokenizer: WordPieceTokenizer, text_key:
     return TensorDataset({**{k: enc[k] for k in MODEL_INPUTS}, "labels": labels})
 
 
+def align_labels_to_pieces(word_labels: Sequence[int], word_ids: Sequence[int | None]) -> list[int]:
+    """First-piece labelling: each word's label on its first piece, −100 on the other pieces and
+    on the specials (``word_ids`` is None there), e.g. ``play ##ing golf`` → ``[3, -100, 5]``."""
+    labels, previous = [], None
+    for wid in word_ids:
+        if wid is not None and not 0 <= wid < len(word_labels):
+            raise ValueError(f"word_ids refers to word {wid} but there are {len(word_labels)} word labels")
+        labels.append(IGNORE_INDEX if wid is None or wid == previous else int(word_labels[wid]))
+        previous = wid
+    return labels
+
+
+def pieces_to_word_predictions(pred_ids: Sequence[int], word_ids: Sequence[int | None]) -> list[int]:
+    """One prediction per word, its first piece's, for words ``0 .. max(word_ids)`` present."""
+    first: dict[int, int] = {}
+    for pred, wid in zip(pred_ids, word_ids, strict=True):
+        if wid is not None and wid not in first:
+            first[wid] = int(pred)
+    return [first[w] for w in sorted(first)]
+
+
 def encode_tagging(dataset: Any, tokenizer: WordPieceTokenizer, tag_names: Sequence[str],
                    tokens_key: str = "tokens", tags_key: str = "tags", max_length: int = 64) -> TensorDataset:
     """Encode pre-tokenised sentences; each word's tag id goes on its first piece, −100 elsewhere.
@@ -113,7 +133,7 @@ def encode_tagging(dataset: Any, tokenizer: WordPieceTokenizer, tag_names: Seque
                          extra={"word_ids": enc["word_ids"], "tags": [list(t) for t in tags]})
 
 
-def finetune(model: nn.Module, data: TensorDataset, steps: int, lr: float = 1e-3, batch_size: int = 32,
+def fit(model: nn.Module, data: TensorDataset, steps: int, lr: float = 1e-3, batch_size: int = 32,
              seed: int = 0, warmup_ratio: float = 0.1, weight_decay: float = 0.01,
              step_fn: Callable = classification_step, param_groups: list | None = None,
              eval_fn: Callable | None = None, eval_every: int | None = None, progress: bool = False,

@@ -1,125 +1,27 @@
-"""A WordPiece tokenizer trained from scratch, as BERT uses: normalise, pre-tokenise, learn pieces.
+"""What every subword tokenizer of the course shares: a vocabulary, encoding one text or a pair
+(special tokens, truncation, padding), batches as tensors, decoding, and JSON files.
 
-Three stages turn text into ids:
-
-1. **Normalisation** (BERT's ``BasicTokenizer``): control characters are removed, every kind of
-   whitespace becomes a space, CJK ideographs get spaces around them, the text is NFC-normalised
-   and, when ``lowercase=True``, lower-cased and stripped of accents (NFD, then combining marks
-   dropped: "Café" → "cafe").
-2. **Pre-tokenisation**: split on whitespace, and every punctuation character (Unicode ``P*`` and
-   all non-alphanumeric ASCII) becomes a word of its own: "Hi, you!" → ``hi , you !``.
-3. **WordPiece**: each word is cut greedily into the longest pieces found in the vocabulary, left
-   to right; a piece that continues a word carries the prefix ``##`` ("playing" → ``play ##ing``).
-   A word that cannot be cut, or is longer than 100 characters, becomes ``[UNK]`` as a whole.
-
-Training learns the vocabulary bottom-up ("WordPiece" as described in the Hugging Face course):
-start from single characters (``a`` at the start of a word, ``##a`` inside one) and repeatedly
-merge the adjacent pair with the best likelihood score ``freq(ab) / (freq(a) · freq(b))``. The
-score prefers pairs whose parts rarely occur apart, unlike BPE, which merges the most frequent
-pair. The default here is ``scoring="frequency"`` (BPE's rule, also what the ``tokenizers``
-library's WordPiece trainer does): on a small vocabulary it keeps frequent words whole, where the
-likelihood score spends the vocabulary on pieces of rare words and splits "the" into ``th ##e``
-(chapter 03 compares the two; pass ``scoring="likelihood"`` for the course's formula). Training works on the
-word-frequency table with incremental pair counts, so a million words take a few seconds.
-
-The special tokens ``[PAD] [UNK] [CLS] [SEP] [MASK]`` get ids 0..4 in a trained vocabulary, and
-the exact strings are recognised when they appear in raw text ("the film was [MASK] .").
-``decode`` returns the *normalised, pre-tokenised* text: words and punctuation joined by single
-spaces, ``##`` pieces glued to the piece before them.
+A tokenizer says how a text becomes pieces (``_segment``) and how pieces become text again
+(``_join``); :class:`mlstep.WordPieceTokenizer` (BERT) is one.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import tempfile
-import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["WordPieceTokenizer", "Encoding", "normalize_and_pretokenize", "SPECIAL_TOKENS"]
+from mlstep.utils import atomic_write
 
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-MAX_INPUT_CHARS_PER_WORD = 100  # longer words become [UNK], as in BERT
-_FORMAT, _FORMAT_VERSION = "mlstep-wordpiece", 1
-_CACHE_SIZE = 200_000  # word -> pieces cache entries before it is cleared
+__all__ = ["Encoding", "Tokenizer"]
 
-
-# --- normalisation and pre-tokenisation ----------------------------------------------------------
-
-def _is_cjk(cp: int) -> bool:
-    """CJK Unified Ideographs blocks, the set BERT puts spaces around (not kana or hangul)."""
-    return (
-        0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2A6DF
-        or 0x2A700 <= cp <= 0x2B73F or 0x2B740 <= cp <= 0x2B81F or 0x2B820 <= cp <= 0x2CEAF
-        or 0xF900 <= cp <= 0xFAFF or 0x2F800 <= cp <= 0x2FA1F
-    )
-
-
-def _is_punctuation(ch: str) -> bool:
-    cp = ord(ch)
-    # BERT treats every non-alphanumeric ASCII character ($, ^, `, ...) as punctuation too.
-    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
-        return True
-    return unicodedata.category(ch).startswith("P")
-
-
-def _clean_rule(cp: int) -> str | None:
-    ch = chr(cp)
-    if ch in " \t\n\r" or unicodedata.category(ch) == "Zs":
-        return " "
-    if cp == 0 or cp == 0xFFFD or unicodedata.category(ch).startswith("C"):
-        return None  # control / format / unassigned characters are dropped
-    return f" {ch} " if _is_cjk(cp) else ch
-
-
-class _CharTable(dict):
-    """A ``str.translate`` table that classifies a code point on first sight and caches it.
-
-    ``str.translate`` then runs in C for every character already seen, which makes normalising
-    a large corpus fast without a hand-written table of all of Unicode.
-    """
-
-    def __init__(self, rule: Callable[[int], str | None]):
-        super().__init__()
-        self.rule = rule
-
-    def __missing__(self, cp: int) -> str | None:
-        value = self[cp] = self.rule(cp)
-        return value
-
-
-_CLEAN = _CharTable(_clean_rule)
-_STRIP_ACCENTS = _CharTable(lambda cp: None if unicodedata.category(chr(cp)) == "Mn" else chr(cp))
-_SPACE_PUNCT = _CharTable(lambda cp: f" {chr(cp)} " if _is_punctuation(chr(cp)) else chr(cp))
-
-
-def normalize_and_pretokenize(text: str, lowercase: bool = True) -> list[str]:
-    """Normalise ``text`` and split it into words, exactly as BERT's ``BasicTokenizer`` does.
-
-    Args:
-        text: raw text.
-        lowercase: lower-case and strip accents (BERT "uncased").
-
-    Returns:
-        The list of words; each punctuation character and each CJK ideograph is a word of its own.
-        Special-token strings are *not* recognised here (see ``WordPieceTokenizer.pretokenize``).
-    """
-    text = unicodedata.normalize("NFC", text.translate(_CLEAN))
-    if lowercase:
-        text = unicodedata.normalize("NFD", text.lower()).translate(_STRIP_ACCENTS)
-    # Spaces around every punctuation character, then one split: each becomes its own word.
-    return text.translate(_SPACE_PUNCT).split()
-
-
-# --- the encoding ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Encoding:
@@ -143,207 +45,33 @@ class Encoding:
         return len(self.ids)
 
 
-# --- training ---------------------------------------------------------------------------------------
+class Tokenizer:
+    """The vocabulary and everything built on it. Subclasses set ``FORMAT`` (the name in their
+    JSON files), the special ids (``pad_id``; ``cls_id`` and ``sep_id`` or None when no
+    ``[CLS] a [SEP] b [SEP]`` template is added; ``special_ids``), and implement ``_segment``
+    and ``_join``; ``OPTIONS`` names the constructor arguments a saved file keeps."""
 
-def _learn_pieces(
-    word_counts: dict[str, int],
-    max_pieces: int,
-    min_frequency: int,
-    max_piece_length: int | None,
-    scoring: str,
-) -> list[str]:
-    """Learn at most ``max_pieces`` pieces (alphabet first, then merges in order).
+    FORMAT = "mlstep-tokenizer"
+    VERSION = 1
+    OPTIONS: tuple[str, ...] = ()  # attributes that save() stores and load() passes to __init__
 
-    ``scoring="likelihood"`` ranks a pair by ``freq(ab) / (freq(a) · freq(b))``,
-    ``scoring="frequency"`` by ``freq(ab)`` alone (BPE's rule). Ties in the score go to the more
-    frequent pair, then to the alphabetically first (a, b), so training is deterministic. A merge whose result already exists (the same string reached by
-    another split) reuses that piece.
-    """
-    symbols: list[str] = sorted(
-        {w[0] for w in word_counts} | {"##" + c for w in word_counts for c in w[1:]}
-    )
-    if len(symbols) > max_pieces:
-        raise ValueError(
-            f"vocab_size leaves room for {max_pieces} pieces after the special tokens, but the "
-            f"training text has an alphabet of {len(symbols)} pieces (characters at the start "
-            f"and inside words); raise vocab_size to at least {len(symbols) + len(SPECIAL_TOKENS)}"
-        )
-    sym_id = {s: i for i, s in enumerate(symbols)}
-    sym_len = [len(s) - 2 if s.startswith("##") else len(s) for s in symbols]
-    splits = [[sym_id[w[0]]] + [sym_id["##" + c] for c in w[1:]] for w in word_counts]
-    freqs = list(word_counts.values())
-
-    # Counts live in float64 arrays so that each step scores every pair in one vectorised pass;
-    # they stay exact integers (< 2**53), so equal scores compare equal.
-    tok_freq = np.zeros(2 * len(symbols) + 1024)  # how often symbol t occurs in the current splits
-    pair_a = np.zeros(1024, dtype=np.int64)  # pair p = (pair_a[p], pair_b[p])
-    pair_b = np.zeros(1024, dtype=np.int64)
-    pair_freq = np.zeros(1024)  # how often pair p occurs in the current splits
-    pair_id: dict[tuple[int, int], int] = {}
-    pair_words: list[set[int]] = []  # words that contained pair p (may be stale: checked on use)
-
-    def grow(arr: np.ndarray, n: int) -> np.ndarray:
-        return arr if n < len(arr) else np.concatenate([arr, np.zeros_like(arr)])
-
-    def count(w: int, sign: int) -> None:
-        """Add (sign=+1) or remove (sign=-1) word w's symbols and pairs from the counts."""
-        nonlocal pair_a, pair_b, pair_freq
-        f, split = sign * freqs[w], splits[w]
-        for t in split:
-            tok_freq[t] += f
-        for a, b in pairwise(split):
-            p = pair_id.get((a, b))
-            if p is None:
-                p = pair_id[(a, b)] = len(pair_words)
-                pair_a, pair_b, pair_freq = grow(pair_a, p), grow(pair_b, p), grow(pair_freq, p)
-                pair_a[p], pair_b[p] = a, b
-                pair_words.append(set())
-            pair_freq[p] += f
-            if sign > 0:
-                pair_words[p].add(w)
-
-    for w in range(len(splits)):
-        count(w, +1)
-
-    n_pieces = len(symbols)
-    while n_pieces < max_pieces and pair_words:
-        n = len(pair_words)
-        pf, pa, pb = pair_freq[:n], pair_a[:n], pair_b[:n]
-        if scoring == "likelihood":
-            denom = tok_freq[pa] * tok_freq[pb]
-            score = np.divide(pf, denom, out=np.zeros(n), where=pf > 0)
-        else:
-            score = pf.copy()
-        allowed = pf >= max(min_frequency, 1)
-        if max_piece_length is not None:
-            lengths = np.asarray(sym_len)
-            allowed &= lengths[pa] + lengths[pb] <= max_piece_length
-        score[~allowed] = -1.0
-        best = score.max()
-        if best < 0:
-            break  # no pair left that may be merged
-        cands = np.flatnonzero(score == best)
-        p = int(min(cands, key=lambda c: (-pf[c], symbols[pa[c]], symbols[pb[c]])))
-        a, b = int(pa[p]), int(pb[p])
-
-        merged = symbols[a] + symbols[b][2:]  # b is always a "##" piece: it follows a
-        new = sym_id.get(merged)
-        if new is None:
-            new = sym_id[merged] = len(symbols)
-            symbols.append(merged)
-            sym_len.append(sym_len[a] + sym_len[b])
-            tok_freq = grow(tok_freq, new)
-            n_pieces += 1
-        for w in list(pair_words[p]):
-            split = splits[w]
-            if not any(x == a and y == b for x, y in pairwise(split)):
-                continue  # stale entry: an earlier merge already changed this word
-            count(w, -1)
-            out, i = [], 0
-            while i < len(split):
-                if i + 1 < len(split) and split[i] == a and split[i + 1] == b:
-                    out.append(new)
-                    i += 2
-                else:
-                    out.append(split[i])
-                    i += 1
-            splits[w] = out
-            count(w, +1)
-        pair_words[p] = set()
-    return symbols
-
-
-# --- the tokenizer --------------------------------------------------------------------------------
-
-class WordPieceTokenizer:
-    """BERT-style WordPiece tokenizer: ``train`` one, ``encode``/``decode``, ``save``/``load``.
-
-    Args:
-        vocab: the pieces in id order (a trained vocabulary has the special tokens at 0..4; a
-            BERT ``vocab.txt`` read as lines also works: special ids are looked up by name).
-        lowercase: lower-case and strip accents before splitting (BERT "uncased").
-    """
-
-    def __init__(self, vocab: Sequence[str], lowercase: bool = True):
+    def __init__(self, vocab: Sequence[str]):
         vocab = list(vocab)
         if len(set(vocab)) != len(vocab):
             dupes = sorted(t for t, c in Counter(vocab).items() if c > 1)[:5]
             raise ValueError(f"vocabulary has duplicate tokens, e.g. {dupes}")
-        missing = [t for t in SPECIAL_TOKENS if t not in vocab]
-        if missing:
-            raise ValueError(f"vocabulary lacks the special tokens {missing}")
         self._itos: list[str] = vocab
         self._stoi: dict[str, int] = {t: i for i, t in enumerate(vocab)}
-        self.lowercase = bool(lowercase)
-        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
-            self._stoi[t] for t in SPECIAL_TOKENS
-        )
-        self.special_ids: tuple[int, ...] = tuple(sorted(self._stoi[t] for t in SPECIAL_TOKENS))
-        # Only pieces up to the longest in the vocabulary can match, which bounds the search.
-        self._max_piece = max(len(t) - 2 if t.startswith("##") else len(t) for t in vocab)
-        self._special_re = re.compile("(" + "|".join(map(re.escape, SPECIAL_TOKENS)) + ")")
-        self._cache: dict[str, list[int]] = {}
+        self.cls_id: int | None = None
+        self.sep_id: int | None = None
 
-    # -- training -----------------------------------------------------------------------------
+    def _segment(self, text: Any, is_pretokenized: bool) -> tuple[list[int], list[int]]:
+        """``(ids, word_ids)`` of one text: its pieces and the word each comes from."""
+        raise NotImplementedError
 
-    @classmethod
-    def train(
-        cls,
-        texts: Iterable[str],
-        vocab_size: int = 2000,
-        min_frequency: int = 2,
-        lowercase: bool = True,
-        max_piece_length: int | None = None,
-        scoring: str = "frequency",
-    ) -> WordPieceTokenizer:
-        """Learn a WordPiece vocabulary from ``texts``.
-
-        Args:
-            texts: an iterable of strings (documents or sentences).
-            vocab_size: the largest vocabulary wanted, special tokens included; training stops
-                earlier when no pair is left to merge. Must hold the 5 specials and the alphabet.
-            min_frequency: a pair must occur at least this often to be merged.
-            lowercase: lower-case and strip accents (BERT "uncased").
-            max_piece_length: if set, no piece longer than this many characters (without ``##``)
-                is made.
-            scoring: "likelihood" merges the pair with the best ``freq(ab) / (freq(a)·freq(b))``
-                (WordPiece as in the Hugging Face course); "frequency" merges the most frequent
-                pair (BPE's rule, which the ``tokenizers`` library's WordPiece trainer also uses).
-                The likelihood score favours pairs of *rare* parts, so a small vocabulary keeps
-                frequent words split ("th ##e"); "frequency" gives fewer pieces per word.
-
-        Returns:
-            The trained tokenizer; specials at ids 0..4, then the alphabet (sorted), then the
-            merged pieces in the order they were learned.
-
-        Words longer than 100 characters are left out of training (they encode as [UNK]).
-        """
-        if isinstance(texts, str):
-            raise TypeError("train expects an iterable of texts, got a single str; wrap it in a list")
-        if not isinstance(vocab_size, int) or vocab_size <= len(SPECIAL_TOKENS):
-            raise ValueError(f"vocab_size must be an int > {len(SPECIAL_TOKENS)}, got {vocab_size!r}")
-        if scoring not in ("likelihood", "frequency"):
-            raise ValueError(f"scoring must be 'likelihood' or 'frequency', got {scoring!r}")
-        if max_piece_length is not None and max_piece_length < 1:
-            raise ValueError(f"max_piece_length must be >= 1 or None, got {max_piece_length}")
-        probe = cls(SPECIAL_TOKENS, lowercase=lowercase)  # only its pre-tokeniser is used
-        counts: Counter[str] = Counter()
-        n_texts = 0
-        for text in texts:
-            if not isinstance(text, str):
-                raise TypeError(f"training texts must be str, got {type(text).__name__} at {n_texts}")
-            counts.update(probe.pretokenize(text))
-            n_texts += 1
-        for w in [w for w in counts if w in SPECIAL_TOKENS or len(w) > MAX_INPUT_CHARS_PER_WORD]:
-            del counts[w]
-        if not counts:
-            raise ValueError(f"no words to train on in {n_texts} texts (empty corpus?)")
-        pieces = _learn_pieces(
-            dict(counts), vocab_size - len(SPECIAL_TOKENS), min_frequency, max_piece_length, scoring
-        )
-        return cls(list(SPECIAL_TOKENS) + pieces, lowercase=lowercase)
-
-    # -- vocabulary -----------------------------------------------------------------------------
+    def _join(self, tokens: list[str]) -> str:
+        """The text of a list of pieces."""
+        raise NotImplementedError
 
     @property
     def vocab_size(self) -> int:
@@ -367,81 +95,6 @@ class WordPieceTokenizer:
             raise IndexError(f"token id {i} out of range [0, {len(self._itos)})")
         return self._itos[int(i)]
 
-    def __repr__(self) -> str:
-        n_cont = sum(t.startswith("##") for t in self._itos)
-        return (
-            f"WordPieceTokenizer(vocab_size={self.vocab_size}, lowercase={self.lowercase}, "
-            f"word-initial pieces={self.vocab_size - n_cont - len(SPECIAL_TOKENS)}, "
-            f"'##' pieces={n_cont})"
-        )
-
-    # -- tokenising -----------------------------------------------------------------------------
-
-    def pretokenize(self, text: str) -> list[str]:
-        """Normalised words of ``text``; special-token strings ("[MASK]") are kept as words."""
-        words: list[str] = []
-        for i, part in enumerate(self._special_re.split(text)):
-            if i % 2:  # the capturing split puts the matched special tokens at odd positions
-                words.append(part)
-            elif part:
-                words.extend(normalize_and_pretokenize(part, self.lowercase))
-        return words
-
-    def _word_ids(self, word: str) -> list[int]:
-        """Greedy longest-match-first pieces of one word (BERT's WordpieceTokenizer)."""
-        cached = self._cache.get(word)
-        if cached is not None:
-            return cached
-        if word in SPECIAL_TOKENS:
-            ids = [self._stoi[word]]
-        elif len(word) > MAX_INPUT_CHARS_PER_WORD:
-            ids = [self.unk_id]
-        else:
-            ids, start = [], 0
-            while start < len(word):
-                end = min(len(word), start + self._max_piece)
-                while end > start:
-                    piece = word[start:end] if start == 0 else "##" + word[start:end]
-                    if piece in self._stoi:
-                        ids.append(self._stoi[piece])
-                        break
-                    end -= 1
-                if end == start:  # no piece fits here: the whole word is unknown
-                    ids = [self.unk_id]
-                    break
-                start = end
-        if len(self._cache) >= _CACHE_SIZE:
-            self._cache.clear()
-        self._cache[word] = ids
-        return ids
-
-    def tokenize(self, text: str) -> list[str]:
-        """The pieces of ``text`` (no [CLS]/[SEP] added)."""
-        return [self._itos[i] for w in self.pretokenize(text) for i in self._word_ids(w)]
-
-    def _segment(self, text: str | Sequence[str], is_pretokenized: bool) -> tuple[list, list]:
-        """(ids, word_ids) of one segment."""
-        if is_pretokenized:
-            if isinstance(text, str) or not all(isinstance(w, str) for w in text):
-                raise TypeError("with is_pretokenized=True, pass a list of words (str)")
-            groups = [self.pretokenize(w) for w in text]  # a given word may split further ("U.S.")
-        else:
-            if not isinstance(text, str):
-                raise TypeError(
-                    f"encode expects a str, got {type(text).__name__}; for a list of words "
-                    "pass is_pretokenized=True"
-                )
-            groups = [[w] for w in self.pretokenize(text)]
-        ids: list[int] = []
-        word_ids: list[int] = []
-        cache = self._cache
-        for wi, words in enumerate(groups):
-            for w in words:
-                pieces = cache.get(w) or self._word_ids(w)  # the cache hit is the hot path
-                ids += pieces
-                word_ids += [wi] * len(pieces)
-        return ids, word_ids
-
     def encode(
         self,
         text: str | Sequence[str],
@@ -452,7 +105,8 @@ class WordPieceTokenizer:
         add_special_tokens: bool = True,
         is_pretokenized: bool = False,
     ) -> Encoding:
-        """Encode a text, or a text pair, as BERT does.
+        """Encode a text, or a text pair: ``[CLS] text [SEP] pair [SEP]`` when the tokenizer has
+        that template (BERT), the pieces alone otherwise.
 
         Args:
             text: the text (or, with ``is_pretokenized=True``, a list of words).
@@ -473,6 +127,7 @@ class WordPieceTokenizer:
         """
         a_ids, a_words = self._segment(text, is_pretokenized)
         b_ids, b_words = self._segment(pair, is_pretokenized) if pair is not None else ([], [])
+        add_special_tokens = add_special_tokens and self.cls_id is not None
         n_special = (3 if pair is not None else 2) if add_special_tokens else 0
         if padding not in (False, None, True, "max_length", "longest", "do_not_pad"):
             raise ValueError(f"padding must be False, True, 'max_length' or 'longest', got {padding!r}")
@@ -620,44 +275,22 @@ class WordPieceTokenizer:
             if ids.ndim != 1:
                 raise ValueError(f"decode expects a 1-D sequence of ids, got shape {tuple(ids.shape)}")
             ids = ids.tolist()
-        words: list[str] = []
-        for i in ids:
-            if not 0 <= int(i) < len(self._itos):
-                raise ValueError(f"token id {i} out of range [0, {len(self._itos)})")
-            i = int(i)
-            if skip_special_tokens and i in self.special_ids:
-                continue
-            tok = self._itos[i]
-            if tok.startswith("##") and words:
-                words[-1] += tok[2:]
-            else:
-                words.append(tok)
-        return " ".join(words)
+        bad = [i for i in ids if not 0 <= int(i) < len(self._itos)]
+        if bad:
+            raise ValueError(f"token id {bad[0]} out of range [0, {len(self._itos)})")
+        specials = set(self.special_ids) if skip_special_tokens else set()
+        return self._join([self._itos[int(i)] for i in ids if int(i) not in specials])
 
     # -- persistence ----------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the tokenizer as JSON (atomically: a temporary file, then a rename)."""
-        path = Path(path)
-        data = {
-            "format": _FORMAT,
-            "version": _FORMAT_VERSION,
-            "lowercase": self.lowercase,
-            "max_input_chars_per_word": MAX_INPUT_CHARS_PER_WORD,
-            "special_tokens": list(SPECIAL_TOKENS),
-            "vocab": self._itos,  # in id order
-        }
-        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, ensure_ascii=False, indent=0)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        """Write the tokenizer as JSON, atomically."""
+        options = {k: getattr(self, k) for k in self.OPTIONS}
+        data = {"format": self.FORMAT, "version": self.VERSION, **options, "vocab": self._itos}
+        atomic_write(path, json.dumps(data, ensure_ascii=False, indent=0).encode("utf-8"))
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> WordPieceTokenizer:
+    def load(cls, path: str | os.PathLike) -> Tokenizer:
         """Read a tokenizer written by :meth:`save`."""
         path = Path(path)
         if not path.is_file():
@@ -666,14 +299,11 @@ class WordPieceTokenizer:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"{str(path)!r} is not a tokenizer JSON file: {e}") from None
-        if not isinstance(data, dict) or data.get("format") != _FORMAT:
-            raise ValueError(f"{str(path)!r} is not an mlstep WordPiece tokenizer file")
-        if data.get("version") != _FORMAT_VERSION:
-            raise ValueError(
-                f"{str(path)!r} has format version {data.get('version')!r}; this mlstep reads "
-                f"version {_FORMAT_VERSION}"
-            )
+        if not isinstance(data, dict) or data.get("format") != cls.FORMAT or data.get("version") != cls.VERSION:
+            found = (data.get("format"), data.get("version")) if isinstance(data, dict) else data
+            raise ValueError(f"{str(path)!r} is not an {cls.FORMAT} file of version {cls.VERSION} "
+                             f"(found format and version {found})")
         vocab = data.get("vocab")
         if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab):
             raise ValueError(f"{str(path)!r}: 'vocab' must be a list of strings")
-        return cls(vocab, lowercase=bool(data.get("lowercase", True)))
+        return cls(vocab, **{k: data[k] for k in cls.OPTIONS if k in data})

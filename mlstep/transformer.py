@@ -1,210 +1,97 @@
-"""The transformer encoder: feed-forward block, one encoder layer (post-LN as in BERT, or pre-LN),
-and a stack of layers.
+"""The transformer: a block (attention, then a feed-forward layer, each added to a residual
+stream and normalised) and a stack of blocks. BERT and GPT are both this stack.
 
-Shape legend (used in every comment below):
-    b  batch            n  sequence positions
-    d  d_model          f  feed-forward width (d_ff)
-    h  attention heads
+Every block keeps the shape ``(B, T, D)``: the residual stream has a fixed width that each
+sub-layer reads from and adds to. Where the LayerNorm sits is the one difference between BERT's
+block and GPT-2's::
 
-Every layer keeps the shape ``(b, n, d)``: a transformer is a residual stream of fixed width that
-each sub-layer (attention, then feed-forward) reads from and adds to.
+    post-LN (BERT, the original transformer)        pre-LN (GPT-2 and most models since)
+        x = LN(x + drop(attn(x)))                      x = x + drop(attn(LN(x)))
+        x = LN(x + drop(ffn(x)))                       x = x + drop(ffn(LN(x)))
+                                                       ... after the last block: x = LN(x)
 
-Norm placement:
-    post-LN (BERT, the original transformer)::
-
-        x = LN(x + drop(attn(x)))
-        x = LN(x + drop(ffn(x)))
-
-    pre-LN (GPT-2 and most models since; trains more stably without long warmup)::
-
-        x = x + drop(attn(LN(x)))
-        x = x + drop(ffn(LN(x)))
-        ...                          # after the last layer: x = LN(x)
-
-    Post-LN normalises the residual stream itself after each sub-layer; pre-LN leaves the stream
-    un-normalised (a clean identity path for gradients) and therefore needs one final LayerNorm.
+Pre-LN leaves the stream itself un-normalised (a clean identity path for the gradient), so the
+stack ends with one more LayerNorm. GPT's block is BERT's with ``pre_norm=True, causal=True``.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from torch import Tensor, nn
 
 from mlstep.attention import MultiHeadAttention
+from mlstep.checks import check_width
+from mlstep.config import TransformerConfig
 
-__all__ = ["FeedForward", "TransformerEncoderLayer", "TransformerEncoder", "EncoderOutput"]
+__all__ = ["FeedForward", "TransformerBlock", "Transformer", "init_weights"]
+
+
+def init_weights(module: nn.Module, std: float = 0.02) -> None:
+    """BERT's and GPT-2's initialisation: normal(0, std) weights, zero biases, LayerNorm 1 and 0."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
 
 
 class FeedForward(nn.Module):
-    """Position-wise feed-forward block: ``Linear(d → f) → GELU → Linear(f → d) → dropout``.
+    """``Linear(D → F) → GELU → Linear(F → D) → dropout``, the same MLP at every position.
 
-    The same two-layer MLP is applied to every position independently; it holds about two thirds
-    of a BERT layer's parameters (``f = 4d``). GELU is the exact (erf) form, as in BERT.
-
-    Args:
-        d_model: input and output width ``d``.
-        d_ff: hidden width ``f`` (BERT's ``intermediate_size``).
-        dropout: dropout on the output (BERT's ``hidden_dropout_prob``).
+    With F = 4D it holds two thirds of a block's parameters.
     """
 
-    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0):
+    def __init__(self, config: TransformerConfig):
         super().__init__()
-        if d_model <= 0 or d_ff <= 0:
-            raise ValueError(f"d_model and d_ff must be positive, got {d_model}, {d_ff}")
-        self.fc1 = nn.Linear(d_model, d_ff)
-        self.act = nn.GELU()  # approximate="none": the exact erf GELU that BERT checkpoints use
-        self.fc2 = nn.Linear(d_ff, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = nn.GELU(approximate=config.gelu)
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``x (..., d) → (..., d)``."""
-        return self.dropout(self.fc2(self.act(self.fc1(x))))  # (..., f) inside, (..., d) out
+        return self.dropout(self.fc2(self.act(self.fc1(x))))  # (..., D) -> (..., F) -> (..., D)
 
 
-class TransformerEncoderLayer(nn.Module):
-    """One encoder layer: self-attention then feed-forward, each with a residual and a LayerNorm.
+class TransformerBlock(nn.Module):
+    """Self-attention then feed-forward, each with a residual connection and a LayerNorm."""
 
-    Args:
-        d_model: width of the residual stream ``d``.
-        num_heads: attention heads; must divide ``d_model``.
-        d_ff: feed-forward hidden width.
-        dropout: dropout on each sub-layer's output before it is added to the residual stream.
-        pre_norm: False = post-LN (BERT); True = pre-LN (see the module docstring).
-        layer_norm_eps: LayerNorm epsilon (BERT uses 1e-12; PyTorch's default is 1e-5).
-        fused_attention: use ``F.scaled_dot_product_attention`` inside attention (faster, same
-            numbers); False runs the from-scratch attention, for teaching and inspection.
-        attention_dropout: dropout on the attention weights; None = the same as ``dropout``
-            (BERT's ``attention_probs_dropout_prob``).
-
-    Submodules: ``self_attn`` (:class:`~mlstep.MultiHeadAttention`), ``norm1`` (attention
-    LayerNorm), ``ffn`` (:class:`FeedForward`, which applies its own output dropout), ``norm2``.
-    """
-
-    def __init__(
-        self,
-        d_model: int,
-        num_heads: int,
-        d_ff: int,
-        dropout: float = 0.0,
-        pre_norm: bool = False,
-        layer_norm_eps: float = 1e-12,
-        fused_attention: bool = True,
-        attention_dropout: float | None = None,
-    ):
+    def __init__(self, config: TransformerConfig):
         super().__init__()
-        attention_dropout = dropout if attention_dropout is None else attention_dropout
-        self.d_model = d_model
-        self.pre_norm = pre_norm
-        self.self_attn = MultiHeadAttention(
-            d_model, num_heads, dropout=attention_dropout, fused=fused_attention
-        )
-        self.dropout = nn.Dropout(dropout)  # on the attention output (the FFN has its own)
-        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
-        self.ffn = FeedForward(d_model, d_ff, dropout)
-        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.pre_norm = config.pre_norm
+        self.attn = MultiHeadAttention(config)
+        self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn = FeedForward(config)
+        self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)  # on the attention output (the FFN has its own)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Run the layer on ``x (b, n, d)``.
-
-        Args:
-            x: the residual stream ``(b, n, d)``.
-            mask: optional boolean mask broadcastable to ``(b, h, n, n)``, True = may attend
-                (e.g. :func:`mlstep.padding_mask` of a ``(b, n)`` attention mask).
-
-        Returns:
-            The new residual stream, ``(b, n, d)``.
-        """
-        _check_stream(x, self.d_model)
+    def forward(self, x: Tensor, mask: Tensor | None = None, cache: dict | None = None) -> Tensor:
+        """The residual stream ``x (B, T, D)`` in and out; ``mask`` and ``cache`` go to attention."""
         if self.pre_norm:
-            x = x + self.dropout(self.self_attn(self.norm1(x), mask=mask))  # (b, n, d)
-            x = x + self.ffn(self.norm2(x))  # (b, n, d)
-        else:
-            x = self.norm1(x + self.dropout(self.self_attn(x, mask=mask)))  # (b, n, d)
-            x = self.norm2(x + self.ffn(x))  # (b, n, d)
-        return x
+            x = x + self.dropout(self.attn(self.norm1(x), mask=mask, cache=cache))
+            return x + self.ffn(self.norm2(x))
+        x = self.norm1(x + self.dropout(self.attn(x, mask=mask, cache=cache)))
+        return self.norm2(x + self.ffn(x))
 
 
-class EncoderOutput(NamedTuple):
-    """What :class:`TransformerEncoder` returns (always the same two fields).
+class Transformer(nn.Module):
+    """``num_layers`` blocks (``layers``), then ``final_norm``: a LayerNorm with pre-LN, else nothing."""
 
-    Attributes:
-        last_hidden_state: output of the stack ``(b, n, d)`` (after the final LayerNorm when
-            pre-LN).
-        hidden_states: None unless asked for; otherwise ``num_layers + 1`` tensors ``(b, n, d)``:
-            the input, then each layer's output (as in Hugging Face). With pre-LN the last entry
-            is the final-normalised output, i.e. ``hidden_states[-1] is last_hidden_state``.
-    """
-
-    last_hidden_state: Tensor
-    hidden_states: tuple[Tensor, ...] | None
-
-
-class TransformerEncoder(nn.Module):
-    """A stack of :class:`TransformerEncoderLayer` (``layers``), plus a final LayerNorm when pre-LN.
-
-    Args:
-        num_layers: number of layers.
-        d_model, num_heads, d_ff, dropout, pre_norm, layer_norm_eps, fused_attention,
-        attention_dropout: as in :class:`TransformerEncoderLayer`, the same for every layer.
-
-    ``final_norm`` is a LayerNorm for pre-LN and None for post-LN (whose layers already end in one).
-    """
-
-    def __init__(
-        self,
-        num_layers: int,
-        d_model: int,
-        num_heads: int,
-        d_ff: int,
-        dropout: float = 0.0,
-        pre_norm: bool = False,
-        layer_norm_eps: float = 1e-12,
-        fused_attention: bool = True,
-        attention_dropout: float | None = None,
-    ):
+    def __init__(self, config: TransformerConfig):
         super().__init__()
-        if num_layers <= 0:
-            raise ValueError(f"num_layers must be positive, got {num_layers}")
-        self.d_model = d_model
-        self.layers = nn.ModuleList(
-            TransformerEncoderLayer(
-                d_model, num_heads, d_ff, dropout=dropout, pre_norm=pre_norm,
-                layer_norm_eps=layer_norm_eps, fused_attention=fused_attention,
-                attention_dropout=attention_dropout,
-            )
-            for _ in range(num_layers)
-        )
-        self.final_norm = nn.LayerNorm(d_model, eps=layer_norm_eps) if pre_norm else None
+        self.hidden_size = config.hidden_size
+        self.layers = nn.ModuleList(TransformerBlock(config) for _ in range(config.num_layers))
+        self.final_norm = (nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+                           if config.pre_norm else nn.Identity())
 
-    def forward(
-        self, x: Tensor, mask: Tensor | None = None, output_hidden_states: bool = False
-    ) -> EncoderOutput:
-        """Run every layer on ``x (b, n, d)`` with the same ``mask``.
-
-        Args:
-            x: input ``(b, n, d)`` (for BERT: the embeddings).
-            mask: optional boolean mask broadcastable to ``(b, h, n, n)``, True = may attend.
-            output_hidden_states: also return the input and every layer's output.
-
-        Returns:
-            :class:`EncoderOutput` ``(last_hidden_state (b, n, d), hidden_states or None)``.
-        """
-        _check_stream(x, self.d_model)
-        states = [x] if output_hidden_states else None
-        for layer in self.layers:
-            x = layer(x, mask=mask)  # (b, n, d)
-            if states is not None:
-                states.append(x)
-        if self.final_norm is not None:
-            x = self.final_norm(x)  # (b, n, d)
-            if states is not None:
-                states[-1] = x
-        return EncoderOutput(x, tuple(states) if states is not None else None)
-
-
-def _check_stream(x: Tensor, d_model: int) -> None:
-    if x.dim() != 3 or x.shape[-1] != d_model:
-        raise ValueError(
-            f"expected input of shape (batch, seq_len, d_model={d_model}), got {tuple(x.shape)}"
-        )
+    def forward(self, x: Tensor, mask: Tensor | None = None,
+                caches: list[dict] | None = None) -> list[Tensor]:
+        """The ``num_layers + 1`` hidden states ``(B, T, D)``: the input, then each block's output;
+        the last is the stack's output (after the final LayerNorm). ``caches``: one per block."""
+        check_width("x", x, self.hidden_size)
+        states = [x]
+        for i, block in enumerate(self.layers):
+            x = block(x, mask, None if caches is None else caches[i])  # (B, T, D)
+            states.append(x)
+        states[-1] = self.final_norm(x)
+        return states

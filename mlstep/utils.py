@@ -1,33 +1,43 @@
-"""Small helpers every chapter needs: device choice, seeding, autocast, parameter counts."""
+"""What every stage shares: devices, precision, seeds, threads, distributed setup, safe file writes.
+
+Device and mixed precision are decided here and nowhere else; the training loop asks.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import random
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
-__all__ = ["get_device", "set_seed", "count_parameters", "autocast", "set_threads"]
+__all__ = [
+    "IGNORE_INDEX", "get_device", "set_seed", "set_threads", "count_parameters", "autocast",
+    "autocast_dtype", "unwrap_model", "to_device", "setup_distributed", "is_main_process",
+    "atomic_write",
+]
+
+IGNORE_INDEX = -100  # the label of positions no loss is computed on (F.cross_entropy's ignore_index)
 
 
 def get_device(device: str | torch.device = "auto") -> torch.device:
-    """The device to run on: ``"auto"`` picks CUDA, then Apple MPS, then the CPU.
-
-    Any other value (``"cpu"``, ``"cuda:1"``, a ``torch.device``) is returned as a device, after
-    checking that it exists, so a typo fails here rather than deep inside a training step.
-    """
+    """``"auto"`` picks CUDA, then Apple MPS, then the CPU; any other name is checked to exist."""
     if isinstance(device, torch.device):
         return device
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(device)  # raises on a malformed string
+    dev = torch.device(device)  # raises on a malformed name
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {device!r} requested but CUDA is not available here")
     if dev.type == "mps" and not torch.backends.mps.is_available():
@@ -36,23 +46,20 @@ def get_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def set_seed(seed: int) -> None:
-    """Seed Python's, NumPy's and PyTorch's generators (all devices) in one call."""
+    """Seed Python's, NumPy's and PyTorch's generators (every device) in one call."""
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
+    torch.manual_seed(seed)
 
 
 def set_threads(n: int | None = None) -> int:
-    """Pin PyTorch's CPU thread count and return it.
+    """Pin PyTorch's CPU threads: ``n``, else ``$MLSTEP_THREADS``, else 1. Returns the number.
 
-    ``n`` defaults to the ``MLSTEP_THREADS`` environment variable, else 1. The course's models are
-    small: a second thread gains ~1.3x on an idle machine, but threads that must wait for a busy
-    core (Jupyter, a browser, another run) can make a training step ten times slower. One thread
-    also gives the same numbers on every machine, whatever its core count. Set
-    ``MLSTEP_THREADS=2`` (or more) on an idle multi-core machine for a little more speed.
+    The course's models are small: a second thread gains ~1.3x on an idle machine, while threads
+    that wait for a busy core (Jupyter, a browser) can make a step ten times slower. One thread
+    also gives the same numbers on every machine.
     """
-    if n is None:
-        n = int(os.environ.get("MLSTEP_THREADS", "1"))
+    n = int(os.environ.get("MLSTEP_THREADS", "1")) if n is None else n
     if n < 1:
         raise ValueError(f"thread count must be >= 1, got {n}")
     torch.set_num_threads(n)
@@ -60,16 +67,99 @@ def set_threads(n: int | None = None) -> int:
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters in ``model`` (tied weights counted once: ``.parameters()`` deduplicates)."""
+    """Number of parameters (a tied weight counts once: ``.parameters()`` deduplicates)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def autocast(device: torch.device | str, enabled: bool = True) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA, nothing elsewhere: the one place mixed precision is decided.
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """``"auto"``: bf16 on a CUDA GPU that has it, float32 elsewhere; or ``"bf16"`` / ``"fp32"``."""
+    if precision == "auto":
+        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if bf16 else torch.float32
+    return {"bf16": torch.bfloat16, "fp32": torch.float32}[precision]
 
-    CPU training stays in float32 (bf16 matmuls on most laptop CPUs are slower, not faster).
+
+def autocast(device: torch.device | str, precision: str = "auto") -> contextlib.AbstractContextManager:
+    """The mixed-precision context for ``device`` (none at float32: CPUs train in float32)."""
+    device = torch.device(device)
+    dtype = autocast_dtype(precision, device)
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain module inside DistributedDataParallel, DataParallel or ``torch.compile``."""
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):  # torch.compile's wrapper
+            model = model._orig_mod
+        else:
+            return model
+
+
+def to_device(batch: Any, device: torch.device | str) -> Any:
+    """Every tensor in a (nested) dict / list / tuple moved to ``device``; the rest left alone."""
+    if isinstance(batch, torch.Tensor):
+        # non_blocking only host -> GPU: it overlaps the copy with compute when memory is pinned
+        return batch.to(device, non_blocking=torch.device(device).type == "cuda")
+    if isinstance(batch, Mapping):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a named tuple
+        return type(batch)(*(to_device(v, device) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process stands in a run: rank 0 of 1 unless launched by ``torchrun``."""
+
+    rank: int  # global rank; 0 is the main process (it alone prints and saves)
+    world_size: int  # number of processes
+    device: torch.device  # the device this process trains on
+
+
+def setup_distributed(device: str | torch.device = "auto") -> DistInfo:
+    """Join the process group ``torchrun`` describes (``WORLD_SIZE > 1``): NCCL with one GPU per
+    process (``LOCAL_RANK``), gloo on CPUs. Idempotent; a single process gets rank 0 of 1."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 and not dist.is_initialized():
+        return DistInfo(0, 1, get_device(device))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and str(device) in ("auto", "cuda")
+    dev = torch.device("cuda", local_rank) if use_cuda else get_device(device)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), dev)
+
+
+def is_main_process() -> bool:
+    """True in a single-process run and on rank 0 of a distributed one."""
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one.
+
+    The bytes go to a temporary file in the same folder (same filesystem, so the rename is
+    atomic), are flushed to disk, made world-readable like any new file, then renamed over ``path``.
     """
-    dev = torch.device(device) if not isinstance(device, torch.device) else device
-    if enabled and dev.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise

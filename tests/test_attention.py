@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from mlstep import MultiHeadAttention, causal_mask, padding_mask, scaled_dot_product_attention
+from mlstep.attention import (
+    MultiHeadAttention,
+    causal_mask,
+    padding_mask,
+    scaled_dot_product_attention,
+)
+from mlstep.config import TransformerConfig
 
 TOL = {torch.float32: dict(atol=1e-5, rtol=1e-5), torch.float64: dict(atol=1e-12, rtol=1e-10)}
 
@@ -158,20 +164,18 @@ def test_padding_mask_shape_and_errors():
 
 # --- MultiHeadAttention -------------------------------------------------------------------------
 
-def torch_and_ours(d_model=16, heads=4, bias=True, seed=0):
+def torch_and_ours(d_model=16, heads=4, seed=0):
     torch.manual_seed(seed)
-    ref = nn.MultiheadAttention(d_model, heads, bias=bias, batch_first=True)
-    if bias:  # PyTorch initialises biases to zero; randomise so the copy is really tested
-        with torch.no_grad():
-            ref.in_proj_bias.normal_()
-            ref.out_proj.bias.normal_()
+    ref = nn.MultiheadAttention(d_model, heads, batch_first=True)
+    with torch.no_grad():  # PyTorch initialises biases to zero; randomise so the copy is really tested
+        ref.in_proj_bias.normal_()
+        ref.out_proj.bias.normal_()
     return ref.eval(), MultiHeadAttention.from_torch(ref).eval()
 
 
 @pytest.mark.parametrize("d_model, heads", [(8, 1), (16, 4), (24, 3), (32, 8)])
-@pytest.mark.parametrize("bias", [True, False])
-def test_mha_matches_torch_self_attention(d_model, heads, bias):
-    ref, ours = torch_and_ours(d_model, heads, bias)
+def test_mha_matches_torch_self_attention(d_model, heads):
+    ref, ours = torch_and_ours(d_model, heads)
     x = torch.randn(3, 7, d_model)
     out, w = ours(x, need_weights=True)
     ref_out, ref_w = ref(x, x, x, need_weights=True, average_attn_weights=False)
@@ -205,13 +209,40 @@ def test_mha_three_dim_mask_applies_to_every_head():
     torch.testing.assert_close(ours(x, mask=m3), ours(x, mask=causal_mask(5)))
 
 
-def test_mha_fused_path_equals_from_scratch():
-    _, ours = torch_and_ours(32, 4)
+@pytest.mark.parametrize("causal", [False, True])
+def test_mha_fused_path_equals_from_scratch(causal):
+    """The default (fused) path and the one need_weights takes compute the same, in training too."""
+    torch.manual_seed(0)
+    ours = MultiHeadAttention(TransformerConfig(hidden_size=32, num_heads=4, dropout=0.0, causal=causal))
     x = torch.randn(2, 9, 32)
-    mask = padding_mask(torch.tensor([[1] * 9, [1] * 4 + [0] * 5]))
-    slow = ours(x, mask=mask)
-    ours.fused = True
-    torch.testing.assert_close(ours(x, mask=mask), slow, atol=1e-5, rtol=1e-5)
+    for mask in (None, padding_mask(torch.tensor([[1] * 9, [1] * 4 + [0] * 5]))):
+        fused = ours(x, mask=mask)
+        scratch, _ = ours(x, mask=mask, need_weights=True)
+        torch.testing.assert_close(fused, scratch, atol=1e-5, rtol=1e-5)
+
+
+def test_mha_causal_config_matches_explicit_causal_mask_and_torch():
+    ref, plain = torch_and_ours(16, 2)
+    causal = MultiHeadAttention(TransformerConfig(hidden_size=16, num_heads=2, causal=True)).eval()
+    causal.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 6, 16)
+    ref_out, _ = ref(x, x, x, attn_mask=~causal_mask(6))
+    torch.testing.assert_close(causal(x), ref_out, atol=1e-5, rtol=1e-5)
+    _, w = causal(x, need_weights=True)
+    assert (w.triu(diagonal=1) == 0).all()
+
+
+def test_mha_cache_gives_the_outputs_of_the_whole_sequence():
+    """Feeding positions one at a time with a cache equals attending over the whole sequence."""
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(TransformerConfig(hidden_size=16, num_heads=4, dropout=0.0, causal=True)).eval()
+    x = torch.randn(2, 7, 16)
+    whole = mha(x)
+    cache: dict = {}
+    first = mha(x[:, :3], cache=cache)  # a prompt of 3 positions, then one position at a time
+    steps = [mha(x[:, t : t + 1], cache=cache) for t in range(3, 7)]
+    torch.testing.assert_close(torch.cat([first, *steps], dim=1), whole, atol=1e-5, rtol=1e-5)
+    assert cache["k"].shape == (2, 4, 7, 4)
 
 
 def test_mha_gradients_flow_to_every_parameter():
@@ -226,12 +257,16 @@ def test_mha_gradients_flow_to_every_parameter():
 
 def test_mha_errors_name_the_problem():
     with pytest.raises(ValueError, match="not divisible"):
-        MultiHeadAttention(10, 3)
-    mha = MultiHeadAttention(8, 2)
-    with pytest.raises(ValueError, match=r"d_model=8"):
+        MultiHeadAttention(TransformerConfig(hidden_size=10, num_heads=3))
+    with pytest.raises(ValueError, match="biases"):
+        MultiHeadAttention.from_torch(nn.MultiheadAttention(8, 2, bias=False, batch_first=True))
+    mha = MultiHeadAttention(TransformerConfig(hidden_size=8, num_heads=2))
+    with pytest.raises(ValueError, match=r"hidden_size=8"):
         mha(torch.randn(2, 3, 6))
     with pytest.raises(ValueError, match="does not broadcast"):
         mha(torch.randn(2, 3, 8), mask=torch.ones(4, 4, dtype=torch.bool))
+    with pytest.raises(TypeError, match="boolean"):
+        mha(torch.randn(2, 3, 8), mask=torch.ones(3, 3))
     with pytest.raises(ValueError, match="mismatch"):
         mha(torch.randn(2, 3, 8), torch.randn(2, 4, 8), torch.randn(2, 5, 8))
 

@@ -21,9 +21,9 @@ from mlstep.metrics import (  # noqa: E402
     confusion_matrix,
     entity_f1,
     perplexity,
-    plot_confusion_matrix,
     precision_recall_f1,
 )
+from mlstep.plot import plot_confusion_matrix  # noqa: E402
 
 skm = pytest.importorskip("sklearn.metrics")
 

@@ -15,7 +15,7 @@ from mlstep.tasks import (
     encode_tagging,
     evaluate_classifier,
     evaluate_tagger,
-    finetune,
+    fit,
     predict,
 )
 
@@ -103,8 +103,8 @@ def test_finetune_learns_a_separable_task_through_the_train_loop(tok):
     cfg = mlstep.BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_layers=1, num_heads=2,
                             intermediate_size=32, max_position=32, dropout=0.0)
     model = BertForSequenceClassification(cfg, 2)
-    history = finetune(model, data, steps=40, lr=3e-3, batch_size=8)
-    assert len(history.losses) > 0 and history.losses[-1][1] < history.losses[0][1]
+    history = fit(model, data, steps=40, lr=3e-3, batch_size=8)
+    assert len(history.train) > 0 and history.train[-1]["loss"] < history.train[0]["loss"]
     assert evaluate_classifier(model, data) == 1.0
     assert predict(model, data).shape == (32, 2)
 

@@ -1,4 +1,4 @@
-"""mlstep.teaching: student editions leak no solution; grading runs notebooks and reports each check.
+"""mlstep.exercises' teacher tools: student editions leak no solution; grading runs notebooks and reports each check.
 
 Kernel start-up costs seconds, so only three tiny notebooks are executed (the full one, its
 student edition, and a "submission" that breaks something); the real chapters are checked
@@ -11,17 +11,17 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mlstep.teaching import (
+from mlstep.exercises.__main__ import main
+from mlstep.exercises.editions import (
     STUB,
     ExerciseError,
     exercise_problems,
-    grade_notebook,
-    main,
     solution_leaks,
     strip_solutions,
     student_notebook,
     write_student_editions,
 )
+from mlstep.exercises.grading import grade_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION_LINE = "return torch.ones(n, n, dtype=torch.bool).tril()"

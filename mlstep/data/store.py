@@ -18,7 +18,6 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from mlstep.data.corpus import (
     CorpusConfig,
     generate_corpus,
 )
+from mlstep.utils import atomic_write
 
 __all__ = ["default_data_dir", "write_corpus", "load_task", "corpus_fingerprint"]
 
@@ -92,26 +92,14 @@ def write_corpus(directory: str | os.PathLike | None = None,
     files = {}
     for key in sorted(corpus):
         data = _jsonl_bytes(corpus[key])
-        _atomic_write(out / f"{key}.jsonl", data)
+        atomic_write(out / f"{key}.jsonl", data)
         files[f"{key}.jsonl"] = {"sha256": hashlib.sha256(data).hexdigest(),
                                  "records": len(corpus[key])}
     manifest = {"format_version": FORMAT_VERSION, "fingerprint": corpus_fingerprint(),
                 "config": _config_dict(cfg), "files": files}
     path = out / "manifest.json"
-    _atomic_write(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return path
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; these are ordinary data files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _is_current(directory: Path, config: CorpusConfig, filename: str) -> bool:

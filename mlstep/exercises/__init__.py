@@ -14,7 +14,7 @@ in the wrong order, 15 % [MASK] instead of 15 % chosen, KL without T², ...) so 
 *what* is wrong, not only that something is.
 
 If the environment variable ``MLSTEP_GRADE_REPORT`` names a file, every check also appends one
-JSON line ``{"check": name, "passed": bool, "message": str}`` to it (``python -m mlstep.teaching
+JSON line ``{"check": name, "passed": bool, "message": str}`` to it (``python -m mlstep.exercises
 grade`` reads them).
 
 The checks, by chapter (one submodule each; import them all from here):
@@ -22,8 +22,8 @@ The checks, by chapter (one submodule each; import them all from here):
 * 01–02 :mod:`~mlstep.exercises.attention`: ``check_attention_weights``, ``check_attention``,
   ``check_causal_mask``, ``check_split_heads``, ``check_merge_heads``
 * 03 :mod:`~mlstep.exercises.encoder`: ``check_wordpiece``, ``check_bert_parameter_count``
-* 04–05 :mod:`~mlstep.exercises.pretraining`: ``check_mask_tokens``, ``check_mlm_loss``,
-  ``check_nsp_pairs``, ``check_sop_pairs``
+* 04 :mod:`~mlstep.exercises.masking`: ``check_mask_tokens``, ``check_mlm_loss``
+* 05 :mod:`~mlstep.exercises.pairs`: ``check_nsp_pairs``, ``check_sop_pairs``
 * 06 :mod:`~mlstep.exercises.finetuning`: ``check_freeze_encoder``, ``check_lora_linear``
 * 07 :mod:`~mlstep.exercises.distillation`: ``check_soft_targets``, ``check_distillation_loss``
 
@@ -48,12 +48,8 @@ from mlstep.exercises.attention import (
 from mlstep.exercises.distillation import check_distillation_loss, check_soft_targets
 from mlstep.exercises.encoder import check_bert_parameter_count, check_wordpiece
 from mlstep.exercises.finetuning import check_freeze_encoder, check_lora_linear
-from mlstep.exercises.pretraining import (
-    check_mask_tokens,
-    check_mlm_loss,
-    check_nsp_pairs,
-    check_sop_pairs,
-)
+from mlstep.exercises.masking import check_mask_tokens, check_mlm_loss
+from mlstep.exercises.pairs import check_nsp_pairs, check_sop_pairs
 
 __all__ = [
     "CHECKS",
