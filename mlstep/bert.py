@@ -34,6 +34,7 @@ class BertConfig(TransformerConfig):
     """
 
     vocab_size: int = field(kw_only=False)  # V: token ids, the specials [PAD] [CLS] ... included
+    dropout: float = 0.1  # BERT's (Hugging Face's default); the course's small models use 0
     max_position: int = 128  # longest sequence: rows of the learned position table
     type_vocab_size: int = 2  # segment ids: 0 = sentence A, 1 = sentence B
     initializer_range: float = 0.02  # std of the normal initialisation of every weight

@@ -23,7 +23,7 @@ class TransformerConfig:
     num_layers: int = 2  # blocks in the stack
     num_heads: int = 4  # H: attention heads; must divide hidden_size (head size K = D / H)
     intermediate_size: int = 256  # F: feed-forward hidden width (4 × D in BERT and GPT-2)
-    dropout: float = 0.1  # on the attention weights and on each sub-layer's output
+    dropout: float = 0.0  # on the attention weights and on each sub-layer's output
     layer_norm_eps: float = 1e-12  # LayerNorm epsilon (BERT: 1e-12, GPT-2: 1e-5)
     pre_norm: bool = False  # False: post-LN, as BERT; True: pre-LN, as GPT-2 (+ a final LayerNorm)
     causal: bool = False  # True: position t attends to positions <= t only, as GPT
