@@ -4,7 +4,8 @@
 * The built-site checks need ``build/site/html`` (``make site``) and skip without it.
 * The browser checks open every chapter page in headless Chromium (the system's browser, driven by
   Playwright; ``playwright install`` is never needed) and skip where no Chromium is installed
-  (Debian: ``apt-get install chromium``; ``MLSTEP_CHROMIUM=/path/to/chrome`` to pick one).
+  (Debian: ``apt-get install chromium``; ``MLSTEP_CHROMIUM=/path/to/chrome`` to pick one;
+  ``MLSTEP_REQUIRE_BROWSER=1`` makes a missing browser a failure instead of a skip).
   Screenshots of the home page and of a chapter are kept in ``build/site-test/``.
 """
 
@@ -213,7 +214,10 @@ def _browser_skip_reason() -> str | None:
     return None
 
 
-needs_browser = pytest.mark.skipif(_browser_skip_reason() is not None, reason=str(_browser_skip_reason()))
+# Where the browser checks must run (the Pages workflow), MLSTEP_REQUIRE_BROWSER=1 turns a skip into a failure.
+REQUIRE_BROWSER = os.environ.get("MLSTEP_REQUIRE_BROWSER", "") not in ("", "0")
+needs_browser = pytest.mark.skipif(
+    _browser_skip_reason() is not None and not REQUIRE_BROWSER, reason=str(_browser_skip_reason()))
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -235,6 +239,8 @@ def server():
 
 @pytest.fixture(scope="module")
 def browser():
+    if _browser_skip_reason() is not None:  # only reached with MLSTEP_REQUIRE_BROWSER=1
+        pytest.fail(f"MLSTEP_REQUIRE_BROWSER is set but {_browser_skip_reason()}")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
