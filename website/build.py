@@ -98,6 +98,8 @@ def write_config(src: Path, pages: dict[str, str], repo_url: str | None) -> None
             "local_extensions": {"mlstep_site": "_ext"},
             "config": {
                 "mathjax_path": "mathjax/tex-chtml.js",
+                # `[...](#a-heading)` links work as on GitHub
+                "myst_heading_anchors": 3,
                 # MyST-NB would load require.js and the widget manager from CDNs for widget
                 # outputs; the chapters' only widgets are progress bars, dropped by mlstep_site.
                 "nb_ipywidgets_js": {},
@@ -137,11 +139,14 @@ def build(src: Path, out: Path) -> None:
         'import os, sys\nsys.path.insert(0, os.path.abspath("_ext"))\n' + conf.read_text() + CONF_TAIL)
     if out.exists():
         shutil.rmtree(out)
-    subprocess.run(
+    # -W: a warning (a link to nowhere, a missing image, a bad directive) fails the build.
+    done = subprocess.run(
         [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-W", "--keep-going",
          "-d", str(out / "doctrees"), str(src), str(out / "html")],
-        check=True,
     )
+    if done.returncode != 0:
+        sys.exit(f"site build failed: Sphinx reported the problems above (warnings count as errors; "
+                 f"paths are in {src.relative_to(ROOT) if src.is_relative_to(ROOT) else src})")
 
 
 # MathJax's combined components besides tex-chtml.js, the one the site loads: ~14 MB nothing requests.
