@@ -90,8 +90,9 @@ def test_glance_box_goes_under_the_title_and_moves_the_paragraphs():
 
 def test_glance_box_without_first_markdown_cell():
     nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": "1", "outputs": []}]}
-    mlstep_site.add_glance(nb, "42_x", seconds=None)
+    mlstep_site.add_glance(nb, "42_new_things", seconds=None)
     assert nb["cells"][0]["cell_type"] == "markdown"
+    assert nb["cells"][0]["source"].startswith("# Chapter 42 — New things\n")  # a page title all the same
     assert "Run it locally" in nb["cells"][0]["source"]
     assert "Measured" not in nb["cells"][0]["source"]
 

@@ -100,9 +100,12 @@ def write_config(src: Path, pages: dict[str, str], repo_url: str | None) -> None
                 "mathjax_path": "mathjax/tex-chtml.js",
                 # `[...](#a-heading)` links work as on GitHub
                 "myst_heading_anchors": 3,
-                # MyST-NB would load require.js and the widget manager from CDNs for widget
-                # outputs; the chapters' only widgets are progress bars, dropped by mlstep_site.
+                # MyST-NB would load require.js and the widget manager from CDNs to draw widgets,
+                # which need a live kernel anyway: no widget loader, and an output that has a
+                # widget view shows its static form instead (the chapters' only widgets, progress
+                # bars, are dropped by mlstep_site: their static form is the bar at 0 %).
                 "nb_ipywidgets_js": {},
+                "nb_mime_priority_overrides": [["html", "application/vnd.jupyter.widget-view+json", None]],
                 "mlstep_pages": pages,
                 "mlstep_runtimes": _runtimes(),
                 "html_show_copyright": False,
@@ -121,6 +124,9 @@ CONF_TAIL = """
 # page, which the browser reports as an error ("THEBE_JS_URL has already been declared").
 # Comments (hypothesis, utterances) are off. Neither extension has work to do here.
 extensions = [e for e in extensions if e not in ("sphinx_thebe", "sphinx_comments")]
+# Heading levels that skip one (# then ###) are the author's choice, not a broken page; every
+# other warning fails the build (-W).
+suppress_warnings = [*globals().get("suppress_warnings", []), "myst.header"]
 # An empty default mode makes the theme log "Got invalid theme mode" on every first visit.
 html_context = {**globals().get("html_context", {}), "default_mode": "light"}
 """

@@ -109,24 +109,32 @@ def glance_box(stem: str, summary: dict, seconds: float | None) -> str:
 
 
 def add_glance(nb: dict, stem: str, seconds: float | None) -> dict:
-    """Insert the box under the chapter's title (first ``# `` heading of the first markdown cell)."""
-    cells = nb.get("cells", [])
-    first = next((c for c in cells if c.get("cell_type") == "markdown"), None)
-    source = _text(first["source"]) if first else ""
-    summary = chapter_summary(source)
+    """Insert the box under the chapter's title (its first ``# `` heading).
+
+    The summary comes from the first markdown cell. A notebook without a ``# `` title gets one made
+    from its file name, so that it still has a page title and a sidebar entry.
+    """
+    cells = nb.setdefault("cells", [])
+    markdown = [c for c in cells if c.get("cell_type") == "markdown"]
+    first_source = _text(markdown[0]["source"]) if markdown else ""
+    summary = chapter_summary(first_source)
     box = glance_box(stem, summary, seconds)
-    if first is not None:
-        lines = source.split("\n")
+    for cell in markdown:
+        lines = _text(cell["source"]).split("\n")
         h1 = next((i for i, line in enumerate(lines) if re.match(r"^#\s", line)), None)
-        if h1 is not None:
-            head = "\n".join(lines[: h1 + 1])
-            rest = "\n".join(lines[h1 + 1 :])
+        if h1 is None:
+            continue
+        head = "\n".join(lines[: h1 + 1])
+        rest = "\n".join(lines[h1 + 1 :])
+        if cell is markdown[0]:
             for block in summary["movable"]:
                 rest = rest.replace(block, "", 1)
-            rest = re.sub(r"\n{3,}", "\n\n", rest).strip("\n")
-            first["source"] = f"{head}\n\n{box}\n\n{rest}\n"
-            return nb
-    cells.insert(0, {"cell_type": "markdown", "metadata": {}, "source": box})
+            rest = re.sub(r"\n{3,}", "\n\n", rest)
+        cell["source"] = f"{head}\n\n{box}\n\n{rest.strip(chr(10))}\n"
+        return nb
+    number, _, name = stem.partition("_")
+    title = f"# Chapter {number} — {name.replace('_', ' ').capitalize()}" if name else f"# {stem}"
+    cells.insert(0, {"cell_type": "markdown", "metadata": {}, "source": f"{title}\n\n{box}\n"})
     return nb
 
 
