@@ -5,19 +5,27 @@
 #   make student  write the student editions (no solutions, no outputs) to build/student
 #   make grade NB=path/to/submitted.ipynb   run a submitted notebook and report its checks
 #   make verify-student   check the student editions leak nothing and fail only at exercises
+#   make site     build the course website into build/site/html (README, chapters as committed, data card, benchmarks)
+#   make test-site        check the built website in headless Chromium (skips without Chromium)
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mlstep-installed
+SITE_STAMP := $(VENV)/.mlstep-site-installed
 export PYTHONHASHSEED := 0
 
-.PHONY: install lab test test-fast execute student verify-student grade lint benchmark clean
+.PHONY: install lab test test-fast execute student verify-student grade lint benchmark site test-site clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -e ".[dev]"
 	@touch $(STAMP)
+
+# the website's tools (the `site` extra) on top of the dev install, in the same venv
+$(SITE_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -e ".[dev,site]"
+	@touch $(SITE_STAMP)
 
 install: $(STAMP)
 
@@ -46,7 +54,15 @@ grade: $(STAMP)
 	$(BIN)/python -m mlstep.exercises grade "$(NB)" --json "$(basename $(NB)).grade.json"
 
 lint: $(STAMP)
-	$(BIN)/ruff check mlstep tests scripts benchmarks
+	$(BIN)/ruff check mlstep tests scripts benchmarks website
+
+# static HTML from the committed, executed chapters (nothing is executed); works offline once installed
+site: $(SITE_STAMP)
+	$(BIN)/python website/build.py
+
+# the built site in headless Chromium (`make test` runs it too once the site is built)
+test-site: $(SITE_STAMP)
+	$(BIN)/python -m pytest tests/test_site.py -p no:nbval -o addopts=""
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/pretrain_step.py
