@@ -26,6 +26,7 @@ The checks, by chapter (one submodule each; import them all from here):
 * 05 :mod:`~mlstep.exercises.pairs`: ``check_nsp_pairs``, ``check_sop_pairs``
 * 06 :mod:`~mlstep.exercises.finetuning`: ``check_freeze_encoder``, ``check_lora_linear``
 * 07 :mod:`~mlstep.exercises.distillation`: ``check_soft_targets``, ``check_distillation_loss``
+* 09 :mod:`~mlstep.exercises.multistage`: ``check_layerwise_loss``, ``check_magnitude_mask``
 
 Adding a check: in the chapter's submodule, decorate ``check_x(fn) -> (passed, message)`` with
 ``@_register`` (from :mod:`mlstep.exercises._core`); for one tensor per input, build a list of
@@ -49,6 +50,7 @@ from mlstep.exercises.distillation import check_distillation_loss, check_soft_ta
 from mlstep.exercises.encoder import check_bert_parameter_count, check_wordpiece
 from mlstep.exercises.finetuning import check_freeze_encoder, check_lora_linear
 from mlstep.exercises.masking import check_mask_tokens, check_mlm_loss
+from mlstep.exercises.multistage import PREDICTIONS, check_layerwise_loss, check_magnitude_mask
 from mlstep.exercises.pairs import check_nsp_pairs, check_sop_pairs
 
 __all__ = [
@@ -76,4 +78,8 @@ __all__ = [
     # 07 distillation
     "check_soft_targets",
     "check_distillation_loss",
+    # 09 multi-stage training
+    "check_layerwise_loss",
+    "check_magnitude_mask",
+    "PREDICTIONS",
 ]

@@ -55,13 +55,13 @@ def _register(check: Callable[[Callable[..., Any]], tuple[bool, str]]) -> Callab
     name = check.__name__
 
     @functools.wraps(check)
-    def wrapper(fn: Callable[..., Any]) -> bool:
+    def wrapper(fn: Callable[..., Any], *args: Any) -> bool:  # args: what some checks also take
         if not callable(fn):
             return _report(name, False, f"expected your function, got {type(fn).__name__} "
                                         f"(pass the function itself, without calling it)")
         try:
             with _isolated_rng():  # the learner's code may draw from the global RNGs; undo that
-                passed, message = check(fn)
+                passed, message = check(fn, *args)
         except Exception as e:  # a bug in the check itself: still one line, never a traceback
             passed, message = False, f"internal error in the check ({type(e).__name__}: {e})"
         return _report(name, passed, message)
