@@ -10,7 +10,8 @@ and returns a flat dict of numbers. The chapter runs seed 0 live; the sweep over
 runs each experiment for each seed and writes every number; :func:`summary` gives mean ± sd.
 
 - :mod:`~mlstep.multistage.common`: the inputs every experiment shares (course model, data)
-- :mod:`~mlstep.multistage.strategies`: layer-wise losses, curriculum, multi-task, domain adaptation
+- :mod:`~mlstep.multistage.strategies`: layer-wise losses, curriculum, multi-task learning
+- :mod:`~mlstep.multistage.adaptation`: domain adaptation
 - :mod:`~mlstep.multistage.compression`: pruning, and the pipeline of stages
 """
 
@@ -23,15 +24,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from mlstep.multistage.adaptation import domain_experiment
 from mlstep.multistage.compression import pipeline_experiment, pruning_experiment
 from mlstep.multistage.strategies import (
     curriculum_experiment,
-    domain_experiment,
     layerwise_experiment,
     multitask_experiment,
 )
 
-__all__ = ["EXPERIMENTS", "run_sweep", "summary", "load_results", "default_results_path"]
+__all__ = ["EXPERIMENTS", "run_sweep", "summary", "inside_spread", "compare", "load_results",
+           "default_results_path"]
 
 EXPERIMENTS: dict[str, Callable[..., dict[str, Any]]] = {
     "layerwise": layerwise_experiment,
@@ -72,6 +74,22 @@ def summary(results: dict[str, dict[str, Any]]) -> dict[str, tuple[float, float,
         values = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
         out[key] = (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
     return out
+
+
+def inside_spread(results: dict[str, Any], key: str, value: float, sds: float = 3.0, floor: float = 0.03) -> bool:
+    """Does ``value`` (a run made now) land within ``max(sds · sd, floor)`` of the seeds' mean?"""
+    mean, sd, _ = summary(results)[key]
+    return abs(value - mean) <= max(sds * sd, floor)
+
+
+def compare(live: dict[str, Any], results: dict[str, Any], keys: Sequence[str]) -> str:
+    """A table of ``keys``: this run's value next to the seeds' mean ± sd."""
+    stats = summary(results)
+    lines = [f"{'':32} {'this run':>9} {'seeds: mean ± sd':>18}"]
+    for key in keys:
+        mean, sd, n = stats[key]
+        lines.append(f"{key:32} {live[key]:9.3f} {mean:10.3f} ± {sd:.3f} (n={n})")
+    return "\n".join(lines)
 
 
 def load_results(path: str | Path | None = None) -> dict[str, Any]:

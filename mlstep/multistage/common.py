@@ -1,6 +1,6 @@
-"""What chapter 09's experiments share: the course model, encoded labeled splits, masked-LM data
-and its evaluation, continued pretraining, and a short fine-tuning call. Cached: every experiment
-trains copies and never changes what it gets here."""
+"""What chapter 09's experiments share: the course model, encoded labeled splits, documents and
+masked-LM data, the held-out domain's new words, and a short fine-tuning call. Cached: every
+experiment trains copies and never changes what it gets here."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import functools
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
+from mlstep.adapt import extend_vocabulary, new_words
 from mlstep.bert import BertForPreTraining
 from mlstep.data import TAGS, load_task
 from mlstep.pretrain import (
@@ -19,27 +19,25 @@ from mlstep.pretrain import (
     fixed_batches,
     load_course_model,
     make_pairs,
-    pretraining_step,
 )
 from mlstep.tasks import TensorDataset, encode_classification, encode_tagging, fit
-from mlstep.train import TrainConfig, train
+from mlstep.wordpiece import WordPieceTokenizer
 
-__all__ = ["NUM_LABELS", "course_model", "labeled", "mlm_dataset", "mlm_collator", "mlm_accuracy",
-           "continue_pretraining", "finetune"]
+__all__ = ["NUM_LABELS", "course_model", "labeled", "documents", "health_words", "health_tokenizer", "mlm_dataset",
+           "mlm_collator", "mlm_accuracy", "finetune"]
 
 NUM_LABELS = {"sentiment": 2, "topic": 5, "nli": 3, "tagging": len(TAGS), "health_sentiment": 2}
 
 
 @functools.lru_cache(maxsize=1)
-def course_model() -> tuple[BertForPreTraining, Any]:
+def course_model() -> tuple[BertForPreTraining, WordPieceTokenizer]:
     """The committed course BERT and its tokenizer (never modified: experiments train copies)."""
     model, tokenizer, _ = load_course_model()
     return model, tokenizer
 
 
 @functools.cache
-def _encoded(task: str, split: str) -> TensorDataset:
-    tokenizer = course_model()[1]
+def _encoded(task: str, split: str, tokenizer: WordPieceTokenizer) -> TensorDataset:
     if task == "tagging":
         return encode_tagging(load_task(task, split), tokenizer, TAGS)
     pair = "hypothesis" if task == "nli" else None
@@ -47,9 +45,11 @@ def _encoded(task: str, split: str) -> TensorDataset:
     return encode_classification(load_task(task, split), tokenizer, text_key=text, pair_key=pair)
 
 
-def labeled(task: str, split: str, n: int | None = None, seed: int | None = None) -> TensorDataset:
-    """A labeled split, encoded; with ``n``, ``n`` rows (the first, or drawn with ``seed``)."""
-    data = _encoded(task, split)
+def labeled(task: str, split: str, n: int | None = None, seed: int | None = None,
+            tokenizer: WordPieceTokenizer | None = None) -> TensorDataset:
+    """A labeled split, encoded (with the course tokenizer unless given); with ``n``, ``n`` rows
+    (the first, or drawn with ``seed``)."""
+    data = _encoded(task, split, tokenizer or course_model()[1])
     if n is None:
         return data
     g = None if seed is None else torch.Generator().manual_seed(seed)
@@ -58,37 +58,45 @@ def labeled(task: str, split: str, n: int | None = None, seed: int | None = None
 
 
 @functools.cache
-def mlm_dataset(task: str, split: str, max_length: int = 64, documents: int = 4000) -> PairDataset:
-    """Consecutive-sentence pairs of the first ``documents`` documents of ``"pretrain"`` or
-    ``"health_pretrain"`` (4,000 give ~20k pairs: more than these experiments' steps use)."""
-    texts = load_task(task, split)["sentences"][:documents]
-    return PairDataset(make_pairs(texts, "mlm"), course_model()[1], max_length)
-
-
-def mlm_collator() -> MaskingCollator:
-    """Pads and masks pairs for masked-LM only (no sentence labels)."""
-    return MaskingCollator(course_model()[1], sentence_labels=False)
+def documents(task: str, split: str = "train", n: int = 4000) -> tuple[tuple[str, ...], ...]:
+    """The first ``n`` documents (tuples of sentences) of ``"pretrain"`` or ``"health_pretrain"``."""
+    return tuple(tuple(doc) for doc in load_task(task, split)["sentences"][:n])
 
 
 @functools.cache
-def _mlm_eval_batches(task: str) -> tuple[dict, ...]:
-    return tuple(fixed_batches(mlm_dataset(task, "validation"), mlm_collator(), limit=1000))
+def health_words() -> tuple[str, ...]:
+    """The held-out domain's new words: frequent in its documents, absent from the general ones."""
+    sentences = [s for doc in documents("health_pretrain") for s in doc]
+    return tuple(new_words(sentences, [s for doc in documents("pretrain") for s in doc], course_model()[1]))
 
 
-def mlm_accuracy(model: BertForPreTraining, task: str) -> float:
+@functools.cache
+def health_tokenizer() -> WordPieceTokenizer:
+    """The course tokenizer with :func:`health_words` added (one object: encodings are cached per tokenizer)."""
+    return extend_vocabulary(*course_model(), health_words())[1]
+
+
+@functools.cache
+def mlm_dataset(task: str, split: str, max_length: int = 64, tokenizer: WordPieceTokenizer | None = None
+                ) -> PairDataset:
+    """Consecutive-sentence pairs of :func:`documents` (4,000 give ~20k pairs)."""
+    return PairDataset(make_pairs(documents(task, split), "mlm"), tokenizer or course_model()[1], max_length)
+
+
+def mlm_collator(tokenizer: WordPieceTokenizer | None = None) -> MaskingCollator:
+    """Pads and masks pairs for masked-LM only (no sentence labels)."""
+    return MaskingCollator(tokenizer or course_model()[1], sentence_labels=False)
+
+
+@functools.cache
+def _mlm_eval_batches(task: str, tokenizer: WordPieceTokenizer) -> tuple[dict, ...]:
+    return tuple(fixed_batches(mlm_dataset(task, "validation", tokenizer=tokenizer), mlm_collator(tokenizer),
+                               limit=1000))
+
+
+def mlm_accuracy(model: BertForPreTraining, task: str, tokenizer: WordPieceTokenizer | None = None) -> float:
     """Held-out masked-token accuracy on ``task``'s validation documents (fixed masks)."""
-    return evaluate_pretraining(model, _mlm_eval_batches(task))["mlm_accuracy"]
-
-
-def continue_pretraining(model: BertForPreTraining, task: str, steps: int, seed: int = 0,
-                         lr: float = 1e-3, progress: bool = False) -> BertForPreTraining:
-    """More masked-LM training of ``model`` (in place) on ``task``'s documents: with the new
-    domain's text this is domain-adaptive pretraining (Gururangan et al., 2020)."""
-    loader = DataLoader(mlm_dataset(task, "train"), batch_size=64, shuffle=True, collate_fn=mlm_collator(),
-                        generator=torch.Generator().manual_seed(seed))
-    config = TrainConfig(max_steps=steps, lr=lr, warmup_ratio=0.06, seed=seed, progress=progress, device="cpu")
-    train(model, loader, pretraining_step, config)
-    return model.eval()
+    return evaluate_pretraining(model, _mlm_eval_batches(task, tokenizer or course_model()[1]))["mlm_accuracy"]
 
 
 def finetune(model: torch.nn.Module, data: TensorDataset, steps: int, seed: int, lr: float = 1e-3,

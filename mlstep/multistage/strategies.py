@@ -1,5 +1,6 @@
 """Chapter 09's training strategies, each against its plain baseline, one seed per call: layer-wise
-losses, a short-to-long curriculum, multi-task learning and domain-adaptive pretraining.
+losses, a short-to-long curriculum and multi-task learning (domain adaptation is in
+:mod:`mlstep.multistage.adaptation`).
 
 Both arms of a comparison get the same data, steps, batch size and learning rate; only the
 strategy differs. Each function returns a flat dict of numbers (see :mod:`mlstep.multistage`).
@@ -7,9 +8,9 @@ strategy differs. Each function returns a flat dict of numbers (see :mod:`mlstep
 
 from __future__ import annotations
 
-import copy
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -26,7 +27,6 @@ from mlstep.finetune import (
 from mlstep.layerwise import LayerwiseClassifier, layer_accuracies
 from mlstep.multistage.common import (
     NUM_LABELS,
-    continue_pretraining,
     course_model,
     finetune,
     labeled,
@@ -39,8 +39,8 @@ from mlstep.pretrain import pretraining_step
 from mlstep.tasks import evaluate_classifier, evaluate_tagger
 from mlstep.train import TrainConfig, train
 
-__all__ = ["layerwise_experiment", "curriculum_experiment", "MULTITASK_LABELS", "multitask_experiment",
-           "domain_experiment"]
+__all__ = ["layerwise_experiment", "curriculum_experiment", "MULTITASK_LABELS", "MULTITASK_ARMS",
+           "multitask_experiment"]
 
 
 # --- 1. layer-wise losses ------------------------------------------------------------------------------
@@ -82,7 +82,7 @@ def _mlm_eval_with_cpu_seconds() -> Callable[[BertForPreTraining], dict[str, flo
     return eval_fn
 
 
-def curriculum_experiment(seed: int = 0, steps: int = 600, short_length: int = 24, short_fraction: float = 0.7,
+def curriculum_experiment(seed: int = 0, steps: int = 400, short_length: int = 24, short_fraction: float = 0.7,
                           eval_every: int = 50, target: float = 0.4) -> dict[str, Any]:
     """Masked-LM pretraining from scratch, random order at full length (≤ 64 tokens) against a
     curriculum that trains the first ``short_fraction`` of the steps on pairs cut to
@@ -126,54 +126,34 @@ def _score(model: torch.nn.Module, task: str) -> float:
     return evaluate_classifier(model, labeled(task, "test" if task == "nli" else "test_unseen"))
 
 
-def multitask_experiment(seed: int = 0, steps_per_task: int = 150, temperature: float = 2.0) -> dict[str, float]:
-    """One encoder with four heads trained together (``4 × steps_per_task`` steps, tasks drawn
-    ``∝ n^(1/τ)``, every loss weighted 1) against four single-task models of ``steps_per_task``
-    steps each: the same total compute. Sentiment has only 40 labels: can it borrow from the others?"""
+MULTITASK_ARMS = ("single", "uniform", "proportional")
+
+
+def multitask_experiment(seed: int = 0, steps_per_task: int = 100, arms: Sequence[str] = MULTITASK_ARMS
+                         ) -> dict[str, float]:
+    """One encoder with four heads trained together for ``4 × steps_per_task`` steps (every loss
+    weighted 1) against four single-task models of ``steps_per_task`` steps each: the same total
+    compute. Tasks are drawn uniformly (τ = ∞: each gets its single model's share of steps) or in
+    proportion to their sizes (τ = 1). Sentiment has only 40 labels: can it borrow from the others?
+    ``arms``: the subset of :data:`MULTITASK_ARMS` to run."""
     pretrained, out = course_model()[0], {}
     data = {task: labeled(task, "train", n, seed) for task, n in MULTITASK_LABELS.items()}
-    for task, rows in data.items():
+    for task, rows in data.items() if "single" in arms else ():
         torch.manual_seed(seed)
         kind = BertForTokenClassification if task == "tagging" else BertForSequenceClassification
         model = finetune(kind.from_pretrained(pretrained, NUM_LABELS[task]), rows, steps_per_task, seed)
         out[f"single_{task}"] = _score(model, task)
-    torch.manual_seed(seed)
     heads = {task: ("token" if task == "tagging" else "sequence", NUM_LABELS[task]) for task in data}
-    model = MultiTaskModel.from_pretrained(pretrained, heads)
-    batches = MultiTaskBatches(data, batch_size=32, temperature=temperature, seed=seed)
-    config = TrainConfig(max_steps=steps_per_task * len(data), lr=1e-3, warmup_ratio=0.1, seed=seed,
-                         progress=False, device="cpu")
-    train(model, batches, multitask_step_fn(), config)
-    model.eval()
-    out |= {f"multi_{task}": _score(model.tasks[task], task) for task in data}
-    out |= {f"share_{task}": p for task, p in batches.probabilities.items()}
-    return out
-
-
-# --- 4. domain adaptation ------------------------------------------------------------------------------
-
-def domain_experiment(seed: int = 0, adapt_steps: int = 400, labels: int = 100, steps: int = 200) -> dict[str, float]:
-    """Sentiment in the held-out health domain with ``labels`` labels, from four starts: random
-    weights; the course model as it is; the course model after ``adapt_steps`` more steps of
-    masked-LM on its own (general) documents (a control: more pretraining, same domain); and after
-    the same steps on the health documents (domain-adaptive pretraining)."""
-    pretrained, out = course_model()[0], {}
-    train_rows = labeled("health_sentiment", "train", labels, seed)
-    starts: dict[str, Callable[[], torch.nn.Module | None]] = {
-        "scratch": lambda: None,
-        "no_adaptation": lambda: pretrained,
-        "general_mlm": lambda: continue_pretraining(copy.deepcopy(pretrained), "pretrain", adapt_steps, seed),
-        "domain_mlm": lambda: continue_pretraining(copy.deepcopy(pretrained), "health_pretrain", adapt_steps, seed),
-    }
-    for arm, start in starts.items():
-        encoder = start()
-        if encoder is not None:
-            out[f"{arm}_health_mlm"] = mlm_accuracy(encoder, "health_pretrain")
-            out[f"{arm}_general_mlm"] = mlm_accuracy(encoder, "pretrain")
+    for arm, temperature in (("uniform", math.inf), ("proportional", 1.0)):
+        if arm not in arms:
+            continue
         torch.manual_seed(seed)
-        model = (BertForSequenceClassification(pretrained.config, 2) if encoder is None
-                 else BertForSequenceClassification.from_pretrained(encoder, 2))
-        finetune(model, train_rows, steps, seed)
-        out[f"{arm}_test"] = evaluate_classifier(model, labeled("health_sentiment", "test"))
-        out[f"{arm}_test_unseen"] = evaluate_classifier(model, labeled("health_sentiment", "test_unseen"))
+        model = MultiTaskModel.from_pretrained(pretrained, heads)
+        batches = MultiTaskBatches(data, batch_size=32, temperature=temperature, seed=seed)
+        config = TrainConfig(max_steps=steps_per_task * len(data), lr=1e-3, warmup_ratio=0.1, seed=seed,
+                             progress=False, device="cpu")
+        train(model, batches, multitask_step_fn(), config)
+        model.eval()
+        out |= {f"{arm}_{task}": _score(model.tasks[task], task) for task in data}
+        out |= {f"{arm}_share_{task}": p for task, p in batches.probabilities.items()}
     return out
