@@ -36,7 +36,7 @@ from mlstep.checkpoint import save_tensors
 from mlstep.data import load_task
 from mlstep.masking import mask_tokens, nsp_pairs, sop_pairs
 from mlstep.train import TrainConfig, train
-from mlstep.utils import IGNORE_INDEX, is_main_process, set_threads, setup_distributed
+from mlstep.utils import IGNORE_INDEX, get_device, is_main_process, set_threads, setup_distributed
 from mlstep.wordpiece import WordPieceTokenizer
 
 __all__ = ["OBJECTIVES", "make_pairs", "PairDataset", "MaskingCollator", "pretraining_step", "fixed_batches",
@@ -288,6 +288,7 @@ class PretrainRecipe:
     decay_ratio: float = 0.2  # linear decay to 0 over this last fraction; constant in between
     eval_every: int = 500  # evaluate on held-out pairs every N steps
     seed: int = 0  # seeds pairs, masks, dropout and initialisation
+    max_documents: int | None = None  # train on the first N documents only (quick runs); None: all
 
 
 def corpus_tokenizer(vocab_size: int = 2000) -> WordPieceTokenizer:
@@ -306,7 +307,7 @@ def pretrain_on_corpus(recipe: PretrainRecipe = PretrainRecipe(), tokenizer: Wor
     trains on its shard of the pairs (DistributedSampler) and gradients are averaged by DDP.
     """
     tokenizer = tokenizer or corpus_tokenizer(recipe.vocab_size)
-    documents = load_task("pretrain", "train")["sentences"]
+    documents = load_task("pretrain", "train")["sentences"][: recipe.max_documents]
     held_out = load_task("pretrain", "validation")["sentences"]
     train_set = PairDataset(make_pairs(documents, recipe.objective, seed=recipe.seed), tokenizer, recipe.max_length)
     valid_set = PairDataset(make_pairs(held_out, recipe.objective, seed=recipe.seed + 1), tokenizer, recipe.max_length)
@@ -314,10 +315,12 @@ def pretrain_on_corpus(recipe: PretrainRecipe = PretrainRecipe(), tokenizer: Wor
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: each process gets its own shard
         setup_distributed(device)  # the sampler needs the process group; train() reuses it
         sampler = DistributedSampler(train_set, seed=recipe.seed)
-        loader = DataLoader(train_set, batch_size=recipe.batch_size, sampler=sampler, collate_fn=collator)
+        loader = DataLoader(train_set, batch_size=recipe.batch_size, sampler=sampler, collate_fn=collator,
+                            pin_memory=torch.cuda.is_available())
     else:
         loader = DataLoader(train_set, batch_size=recipe.batch_size, shuffle=True, collate_fn=collator,
-                            generator=torch.Generator().manual_seed(recipe.seed))
+                            generator=torch.Generator().manual_seed(recipe.seed),
+                            pin_memory=get_device(device).type == "cuda")  # faster copies to the GPU
     valid_batches = fixed_batches(valid_set, collator, limit=2000, seed=recipe.seed)
 
     torch.manual_seed(recipe.seed)
@@ -378,11 +381,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", default=None, help="output folder (default: data/pretrained)")
     parser.add_argument("--steps", type=int, default=PretrainRecipe.steps)
     parser.add_argument("--device", default="cpu", help='"cpu", "cuda" or "auto"')
+    parser.add_argument("--documents", type=int, default=None, help="train on the first N documents only")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: MLSTEP_THREADS or 1)")
     args = parser.parse_args(argv)
     set_threads(args.threads)
     out = Path(args.out) if args.out else default_pretrained_dir()
-    metadata = build_course_model(out, PretrainRecipe(steps=args.steps), device=args.device)
+    recipe = PretrainRecipe(steps=args.steps, max_documents=args.documents)
+    metadata = build_course_model(out, recipe, device=args.device)
     if is_main_process():
         print(f"saved to {out}: {json.dumps(metadata['final_eval'])}")
 

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from mlstep.finetune import MODEL_INPUTS, classification_step
 from mlstep.metrics import accuracy, entity_f1
 from mlstep.train import History, TrainConfig, train
-from mlstep.utils import IGNORE_INDEX
+from mlstep.utils import IGNORE_INDEX, get_device
 from mlstep.wordpiece import WordPieceTokenizer
 
 __all__ = ["TensorDataset", "concat_datasets", "encode_classification", "encode_tagging", "fit", "predict",
@@ -143,7 +143,8 @@ def fit(model: nn.Module, data: TensorDataset, steps: int, lr: float = 1e-3, bat
     ``device`` defaults to the CPU, where the chapters' numbers were measured; pass ``"auto"`` to
     use a GPU when there is one (then move evaluation inputs to the model's device too).
     """
-    loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed),
+                        pin_memory=get_device(device).type == "cuda")  # faster copies to the GPU
     config = TrainConfig(max_steps=steps, lr=lr, warmup_ratio=warmup_ratio, weight_decay=weight_decay,
                          eval_every=eval_every, seed=seed, progress=progress, device=device)
     return train(model, loader, step_fn, config, eval_fn=eval_fn, param_groups=param_groups)

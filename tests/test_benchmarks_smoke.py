@@ -145,3 +145,27 @@ def test_gpu_path_skips_gracefully_without_cuda(pretrain, capsys):
     out = pretrain.main(["--device", "cuda", "--quick"])
     assert "skipped" in out and out["results"] == []
     assert "skipped" in capsys.readouterr().out
+
+
+def test_gpu_check_dry_run_on_the_cpu(tmp_path):
+    """``gpu_check.py --device cpu --quick`` runs every part end to end (CI's guard against a GPU
+    window lost to a typo) and writes its JSON and markdown report."""
+    pytest.importorskip("transformers")
+    gpu_check = _load("gpu_check")
+    threads = torch.get_num_threads()
+    try:
+        result = gpu_check.main(["--device", "cpu", "--quick", "--out", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    for part in ("tests", "bert_step", "recipe", "ddp"):
+        assert "error" not in result[part], result[part].get("traceback")
+    assert result["tests"]["ok"] and result["recipe"]["ok"] and result["ddp"]["ok"]
+    assert result["recipe"]["max_abs_gap"] == 0.0  # the CPU against itself: the same run
+    assert result["bert_step"]["tokens_per_s"]["mlstep"] > 0
+    assert "error" not in result["gpt_step"]
+    report = (tmp_path / "gpu_check.md").read_text()
+    assert "| bert_step |" in report and (tmp_path / "gpu_check.json").exists()
+    assert gpu_check.peak_tflops(torch.device("cpu"), None) is None
+    assert gpu_check.gpt_train_flops(vocab=10, layers=1, hidden=2, seq_len=3, batch=1) == 3.0 * 3 * (
+        2 * 12 * 4 + 2 * 2 * 10 + 4 * 3 * 2)
+
