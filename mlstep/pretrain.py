@@ -301,14 +301,13 @@ def corpus_tokenizer(vocab_size: int = 2000) -> WordPieceTokenizer:
 def pretrain_on_corpus(recipe: PretrainRecipe = PretrainRecipe(), tokenizer: WordPieceTokenizer | None = None,
                        progress: bool = True, device: str = "cpu", documents: Sequence | None = None,
                        held_out: Sequence | None = None):
-    """Pretrain a tiny BERT with ``recipe`` on ``documents`` (lists of sentences; default: the
-    offline corpus), evaluated on ``held_out`` documents; the tokenizer is trained on ``documents``
-    unless one is given.
+    """Pretrain a tiny BERT with ``recipe`` on ``documents`` (lists of sentences; default: the offline corpus).
 
     Returns ``(model, tokenizer, history, valid_batches)``: the model (in eval mode), its tokenizer,
     the :class:`mlstep.train.History`, and the held-out batches (fixed masks) it was evaluated on.
     ``device="auto"`` uses a GPU when there is one (bf16 autocast). Under ``torchrun`` each process
     trains on its shard of the pairs (DistributedSampler) and gradients are averaged by DDP.
+    It is evaluated on ``held_out`` documents; the tokenizer is trained on ``documents`` unless given.
     """
     documents = load_task("pretrain", "train")["sentences"] if documents is None else documents
     held_out = load_task("pretrain", "validation")["sentences"] if held_out is None else held_out

@@ -121,7 +121,11 @@ def pretraining_corpus(data: str | os.PathLike) -> tuple[list, list, dict[str, i
 
 def build_realtext_model(out: str | os.PathLike, data: str | os.PathLike,
                          recipe: PretrainRecipe = REALTEXT_RECIPE, device: str = "cpu") -> dict:
-    """Run ``recipe`` on :func:`pretraining_corpus` and save model, tokenizer and cost to ``out``."""
+    """Run ``recipe`` on :func:`pretraining_corpus` and save model, tokenizer and cost to ``out``.
+
+    The cost: ``cpu_minutes`` (this process, reading and tokenizing the text included) and
+    ``tokens_seen`` (steps × pairs per step × processes × the pairs' mean length in pieces).
+    """
     start = time.process_time()
     documents, held_out, words = pretraining_corpus(data)
     model, tokenizer, history, _ = pretrain_on_corpus(recipe, documents=documents, held_out=held_out,
@@ -130,7 +134,8 @@ def build_realtext_model(out: str | os.PathLike, data: str | os.PathLike,
     lengths = [[len(tokenizer.tokenize(s)) for s in doc] for doc in documents]
     pair_lengths = [min(a + b + 3, recipe.max_length) for doc in lengths for a, b in zip(doc, doc[1:])]
     metadata = {"recipe": asdict(recipe), "words": words, "pairs": len(pair_lengths),
-                "tokens_seen": round(recipe.steps * recipe.batch_size * sum(pair_lengths) / len(pair_lengths)),
+                "tokens_seen": round(recipe.steps * recipe.batch_size * int(os.environ.get("WORLD_SIZE", "1"))
+                                     * sum(pair_lengths) / len(pair_lengths)),
                 "cpu_minutes": cpu_minutes, "device": device,
                 "threads": torch.get_num_threads(), "evals": history.evals, "torch": torch.__version__}
     if is_main_process():

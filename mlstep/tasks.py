@@ -170,16 +170,32 @@ def fit(model: nn.Module, data: TensorDataset, steps: int, lr: float = 1e-3, bat
 
 @torch.no_grad()
 def predict(model: nn.Module, data: TensorDataset, batch_size: int = 256) -> Tensor:
-    """Logits for every row of ``data``: ``(N, C)`` for sequences, ``(N, T, C)`` for tokens."""
+    """Logits for every row of ``data``: ``(N, C)`` for sequences, ``(N, T, C)`` for tokens.
+
+    Rows run shortest first, each batch cut to its longest row (padding is on the right, so a
+    real token's logits do not change); they come back in the rows' order. Logits at padding
+    positions mean nothing (0 where a batch was cut).
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    out = []
-    for start in range(0, len(data), batch_size):
-        batch = {k: v[start:start + batch_size].to(device) for k, v in data.tensors.items() if k in MODEL_INPUTS}
-        out.append(model(**batch).logits.float().cpu())
+    inputs = {k: v for k, v in data.tensors.items() if k in MODEL_INPUTS}
+    N, T = inputs["input_ids"].shape
+    lengths = inputs["attention_mask"].sum(1) if "attention_mask" in inputs else torch.full((N,), T)
+    order = lengths.argsort(stable=True)  # (N,)
+    out = None
+    for start in range(0, N, batch_size):
+        rows = order[start:start + batch_size]
+        t = int(lengths[rows].max())
+        logits = model(**{k: v[rows, :t].to(device) for k, v in inputs.items()}).logits.float().cpu()
+        if out is None:  # (N, C), or (N, T, C) for per-token logits
+            out = torch.zeros(N, *([T] if logits.dim() == 3 else []), logits.shape[-1])
+        if logits.dim() == 3:
+            out[rows, :t] = logits  # (b, t, C) into (N, T, C)
+        else:
+            out[rows] = logits  # (b, C) into (N, C)
     model.train(was_training)
-    return torch.cat(out)
+    return out
 
 
 def evaluate_classifier(model: nn.Module, data: TensorDataset) -> float:

@@ -172,3 +172,20 @@ def test_word_accuracy_on_seen_and_unseen_words():
     assert word_accuracy(predicted, gold, words) == {"accuracy": pytest.approx(5 / 7)}
     with pytest.raises(ValueError, match="no words"):
         word_accuracy([], [], [])
+
+
+def test_predict_runs_short_rows_together_and_returns_the_rows_in_order(tok):
+    data = encode_tagging(SENTENCES * 3, tok, TAGS)
+    rows = encode_classification([{"text": t, "label": 0} for t in ["the soup .", "anna visited lima and bob ."] * 3],
+                                 tok)
+    torch.manual_seed(0)
+    cfg = mlstep.BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_layers=1, num_heads=2,
+                            intermediate_size=32, max_position=32, dropout=0.0)
+    tagger, classifier = BertForTokenClassification(cfg, len(TAGS)).eval(), BertForSequenceClassification(cfg, 2).eval()
+    with torch.no_grad():  # the whole padded set at once, for reference
+        full = tagger(**{k: v for k, v in data.tensors.items() if k != "labels"}).logits
+        whole = classifier(**{k: v for k, v in rows.tensors.items() if k != "labels"}).logits
+    got = predict(tagger, data, batch_size=2)
+    real = data.tensors["attention_mask"].bool()
+    assert got.shape == full.shape and torch.allclose(got[real], full[real], atol=1e-5)
+    assert torch.allclose(predict(classifier, rows, batch_size=4), whole, atol=1e-5)
