@@ -109,7 +109,7 @@ def test_budgets_are_seeded_samples_and_sst2_validation_is_held_out(realdata, se
     _, tok, _ = load_realtext_model(setup / "model")
     task = realdata.sst2_task(setup / "data", tok, quick=False)
     assert len(task.train) == 100 and len(task.validation) == realdata.SST2_VALIDATION
-    assert task.budgets[-1] == len(task.train)
+    assert task.budgets == [1000] and task.probe_budget == 1000
     a, b = task.sample(20, seed=0), task.sample(20, seed=1)
     assert a["text"] == task.sample(20, seed=0)["text"] and a["text"] != b["text"]
     ud = realdata.ud_task(setup / "data", tok, quick=False)
