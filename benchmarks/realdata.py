@@ -101,7 +101,7 @@ def ud_task(data: Path, tokenizer, quick: bool) -> Task:
         return Task("ud_pos", "tagging", ud["train"], ud["validation"].select(range(100)),
                     ud["test"].select(range(200)), tokenizer, [20, 40], {20: 8, 40: 8}, 40)
     return Task("ud_pos", "tagging", ud["train"], ud["validation"], ud["test"], tokenizer,
-                [50, 200, 1000], {50: 150, 200: 300, 1000: 600}, 1000)
+                [50, 200], {50: 150, 200: 300}, 200)
 
 
 def sst2_task(data: Path, tokenizer, quick: bool) -> Task:
