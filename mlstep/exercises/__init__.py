@@ -26,6 +26,8 @@ The checks, by chapter (one submodule each; import them all from here):
 * 05 :mod:`~mlstep.exercises.pairs`: ``check_nsp_pairs``, ``check_sop_pairs``
 * 06 :mod:`~mlstep.exercises.finetuning`: ``check_freeze_encoder``, ``check_lora_linear``
 * 07 :mod:`~mlstep.exercises.distillation`: ``check_soft_targets``, ``check_distillation_loss``
+* 08 :mod:`~mlstep.exercises.gpt`: ``check_next_token_loss``, ``check_top_k_filter``,
+  ``check_temperature_prediction``
 
 Adding a check: in the chapter's submodule, decorate ``check_x(fn) -> (passed, message)`` with
 ``@_register`` (from :mod:`mlstep.exercises._core`); for one tensor per input, build a list of
@@ -48,6 +50,11 @@ from mlstep.exercises.attention import (
 from mlstep.exercises.distillation import check_distillation_loss, check_soft_targets
 from mlstep.exercises.encoder import check_bert_parameter_count, check_wordpiece
 from mlstep.exercises.finetuning import check_freeze_encoder, check_lora_linear
+from mlstep.exercises.gpt import (
+    check_next_token_loss,
+    check_temperature_prediction,
+    check_top_k_filter,
+)
 from mlstep.exercises.masking import check_mask_tokens, check_mlm_loss
 from mlstep.exercises.pairs import check_nsp_pairs, check_sop_pairs
 
@@ -76,4 +83,8 @@ __all__ = [
     # 07 distillation
     "check_soft_targets",
     "check_distillation_loss",
+    # 08 GPT
+    "check_next_token_loss",
+    "check_top_k_filter",
+    "check_temperature_prediction",
 ]
