@@ -286,7 +286,7 @@ def load_course_gpt(directory: str | os.PathLike | None = None) -> tuple[GPT, By
     """The course's pretrained tiny GPT, its tokenizer and metadata (pretrained on first use if missing)."""
     directory = Path(directory) if directory is not None else default_gpt_dir()
     if not (directory / "model.pt").exists():
-        print(f"{directory} is missing: pretraining it now with GPTRecipe() (about 10 CPU minutes)")
+        print(f"{directory} is missing: pretraining it now with GPTRecipe() (about 7 minutes on one CPU thread)")
         build_course_gpt(directory)
     return load_gpt(directory)
 

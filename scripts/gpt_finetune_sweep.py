@@ -8,7 +8,7 @@ generation, its number of steps) chosen on validation data: the result file the 
    scored with corpus BLEU: GPT pretrained vs from scratch, each at its best (lr, steps) on
    validation BLEU; plus the pretrained model without fine-tuning (zero-shot).
 
-    python scripts/gpt_finetune_sweep.py            # about 25 CPU minutes on one thread
+    python scripts/gpt_finetune_sweep.py            # about 11 minutes on one CPU thread
     python scripts/gpt_finetune_sweep.py --quick    # a smoke run (one seed, tiny grid)
 
 writes ``chapters/results/08_gpt_finetune.json`` (``--out`` to change).

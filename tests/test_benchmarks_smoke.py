@@ -30,6 +30,21 @@ def _load(name: str):
     return module
 
 
+def _linear_flops(model: nn.Module, run) -> int:
+    """The FLOPs of every ``nn.Linear`` call while ``run()`` runs, counted with forward hooks."""
+    flops = []
+
+    def hook(module: nn.Linear, inputs, output) -> None:
+        rows = inputs[0].numel() // module.in_features
+        flops.append(2 * rows * module.in_features * module.out_features)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Linear)]
+    run()
+    for h in handles:
+        h.remove()
+    return sum(flops)
+
+
 def _ratios(table: str) -> list[float]:
     """The numbers written as ``1.23×`` in a markdown table."""
     return [float(x) for x in re.findall(r"([0-9]+\.[0-9]+)×", table)]
@@ -97,20 +112,11 @@ def test_train_flops_counts_the_matmuls_the_model_runs(pretrain):
     size = pretrain.Size("t", layers=2, hidden=32, heads=4, seq_len=16, batch=3, vocab=200, repeats=1)
     model = pretrain.build_models(size, torch.device("cpu"), dropout=0.0, eager=False)["mlstep"]
     batch = pretrain.make_batch(size, torch.device("cpu"))
-    linear_flops = []
-
-    def hook(module: nn.Linear, inputs, output) -> None:
-        rows = inputs[0].numel() // module.in_features
-        linear_flops.append(2 * rows * module.in_features * module.out_features)
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Linear)]
-    pretrain.loss_fn("mlstep", model, batch)
-    for h in handles:
-        h.remove()
+    linear = _linear_flops(model, lambda: pretrain.loss_fn("mlstep", model, batch))
     # Attention matmuls (QKᵀ and AV) are not nn.Linear: 2 · 2 · T · T · d per sequence and layer.
     attention = size.layers * size.batch * 4 * size.seq_len * size.seq_len * size.hidden
     masked = int((batch.mlm_labels != -100).sum())
-    assert pretrain.train_flops(size, masked) == pytest.approx(3 * (sum(linear_flops) + attention))
+    assert pretrain.train_flops(size, masked) == pytest.approx(3 * (linear + attention))
 
 
 def test_interleaved_alternates_and_reverses():
@@ -181,18 +187,9 @@ def test_gpt_train_flops_counts_the_matmuls_the_model_runs(gpt_bench):
     size = gpt_bench.Size("t", layers=2, hidden=32, heads=4, seq_len=16, batch=3, vocab=200, repeats=1)
     model = gpt_bench.build_models(size, torch.device("cpu"), dropout=0.0)["mlstep"]
     ids = gpt_bench.make_batch(size, torch.device("cpu"))
-    linear_flops = []
-
-    def hook(module: nn.Linear, inputs, output) -> None:
-        rows = inputs[0].numel() // module.in_features
-        linear_flops.append(2 * rows * module.in_features * module.out_features)
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Linear)]
-    gpt_bench.loss_fn("mlstep", model, ids)
-    for h in handles:
-        h.remove()
+    linear = _linear_flops(model, lambda: gpt_bench.loss_fn("mlstep", model, ids))
     attention = size.layers * size.batch * 4 * size.seq_len * size.seq_len * size.hidden  # QKᵀ and AV
-    assert gpt_bench.train_flops(size) == pytest.approx(3 * (sum(linear_flops) + attention))
+    assert gpt_bench.train_flops(size) == pytest.approx(3 * (linear + attention))
 
 
 def test_gpt_gpu_path_skips_gracefully_without_cuda(gpt_bench, capsys):

@@ -254,17 +254,18 @@ def test_sampling_is_reproducible_with_a_seeded_generator(tiny):
 
 def test_top_k_and_top_p_never_sample_outside_their_set():
     g = torch.Generator().manual_seed(0)
-    for trial in range(30):
+    for trial in range(12):
         logits = torch.randn(8, 50, generator=g) * 3  # (B, V)
-        k, p = 1 + trial % 7, 0.2 + 0.025 * trial
+        k, p = 1 + trial % 7, 0.2 + 0.06 * trial
         allowed_k = logits.topk(k, dim=-1).indices  # (B, k)
         probs, order = logits.softmax(-1).sort(dim=-1, descending=True)
         n_p = ((probs.cumsum(-1) - probs) < p).sum(-1)  # nucleus size per row
-        for _ in range(20):
+        for _ in range(10):
             tk = sample_next(logits, top_k=k, generator=g)
             assert (allowed_k == tk[:, None]).any(-1).all()
             tp = sample_next(logits, top_p=p, generator=g)
-            assert all(tp[i] in order[i, :n_p[i]] for i in range(8))
+            rank = (order == tp[:, None]).int().argmax(-1)  # where the sampled token sits, most likely first
+            assert (rank < n_p).all()
         filtered = filter_logits(logits, top_k=k)
         assert (torch.isfinite(filtered).sum(-1) == k).all()
         nucleus = torch.isfinite(filter_logits(logits, top_p=p))
