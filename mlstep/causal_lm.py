@@ -193,7 +193,8 @@ def attention_maps(model: GPT, input_ids: Tensor) -> list[Tensor]:
     was_training = model.training
     model.eval()
     states = model.hidden_states(input_ids)
-    maps = [block.attn(block.norm1(x), need_weights=True)[1] for block, x in zip(model.decoder.layers, states)]
+    maps = [block.attn(block.norm1(x) if block.pre_norm else x, need_weights=True)[1]
+            for block, x in zip(model.decoder.layers, states)]  # layer l reads hidden state l
     model.train(was_training)
     return maps
 
