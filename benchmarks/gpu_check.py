@@ -38,16 +38,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark modules
 
 import pretrain_step  # noqa: E402
-from _timing import environment, interleaved, markdown_table  # noqa: E402
+from _timing import environment, interleaved, markdown_table, training_step  # noqa: E402
 
 import mlstep  # noqa: E402
 from mlstep.pretrain import PretrainRecipe, pretrain_on_corpus  # noqa: E402
-from mlstep.utils import autocast, get_device  # noqa: E402
+from mlstep.utils import get_device  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,8 +136,9 @@ def gpt_step(device: torch.device, quick: bool, peak: float | None) -> dict[str,
     models = {"mlstep": mlstep.gpt_from_hf(hf).train(), "hf-sdpa": hf}
     ids = torch.randint(0, s["vocab"], (s["batch"], s["seq_len"]), generator=torch.Generator().manual_seed(0))
     ids = ids.to(device)
-    losses = {"mlstep": lambda m: m(ids, labels=ids)[0], "hf-sdpa": lambda m: m(input_ids=ids, labels=ids).loss}
-    steps = {n: _step_closure(models[n], losses[n], device) for n in models}
+    losses = {"mlstep": lambda: models["mlstep"](ids, labels=ids)[0],
+              "hf-sdpa": lambda: models["hf-sdpa"](input_ids=ids, labels=ids).loss}
+    steps = {n: training_step(models[n], losses[n], device) for n in models}
     timing = interleaved(steps, repeats=2 if quick else 20, warmup=1 if quick else 3, sync=_sync(device))
     ms = {n: timing.median_ms(n) for n in steps}
     tokens = s["batch"] * s["seq_len"]
@@ -147,19 +147,6 @@ def gpt_step(device: torch.device, quick: bool, peak: float | None) -> dict[str,
     if peak is not None and device.type == "cuda":
         out["mfu"] = {n: gpt_train_flops(**s) / (ms[n] / 1e3) / (peak * 1e12) for n in ms}
     return out
-
-
-def _step_closure(model: nn.Module, loss_of: Callable[[nn.Module], Tensor], device: torch.device):
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda" or None)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with autocast(device):
-            loss = loss_of(model)
-        loss.backward()
-        opt.step()
-
-    return step
 
 
 def _sync(device: torch.device) -> Callable[[], None] | None:

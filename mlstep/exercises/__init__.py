@@ -26,6 +26,8 @@ The checks, by chapter (one submodule each; import them all from here):
 * 05 :mod:`~mlstep.exercises.pairs`: ``check_nsp_pairs``, ``check_sop_pairs``
 * 06 :mod:`~mlstep.exercises.finetuning`: ``check_freeze_encoder``, ``check_lora_linear``
 * 07 :mod:`~mlstep.exercises.distillation`: ``check_soft_targets``, ``check_distillation_loss``
+* 08 :mod:`~mlstep.exercises.gpt`: ``check_next_token_loss``, ``check_top_k_filter``,
+  ``check_temperature_prediction``
 * 10 :mod:`~mlstep.exercises.realtext`: ``check_read_conllu``, ``check_unseen_word_accuracy``, and
   ``check_prediction`` (a prediction against a measurement, not a function check)
 
@@ -50,6 +52,11 @@ from mlstep.exercises.attention import (
 from mlstep.exercises.distillation import check_distillation_loss, check_soft_targets
 from mlstep.exercises.encoder import check_bert_parameter_count, check_wordpiece
 from mlstep.exercises.finetuning import check_freeze_encoder, check_lora_linear
+from mlstep.exercises.gpt import (
+    check_next_token_loss,
+    check_temperature_prediction,
+    check_top_k_filter,
+)
 from mlstep.exercises.masking import check_mask_tokens, check_mlm_loss
 from mlstep.exercises.pairs import check_nsp_pairs, check_sop_pairs
 from mlstep.exercises.realtext import (
@@ -83,6 +90,10 @@ __all__ = [
     # 07 distillation
     "check_soft_targets",
     "check_distillation_loss",
+    # 08 GPT
+    "check_next_token_loss",
+    "check_top_k_filter",
+    "check_temperature_prediction",
     # 10 real English
     "check_read_conllu",
     "check_unseen_word_accuracy",
