@@ -7,6 +7,7 @@
 #   make verify-student   check the student editions leak nothing and fail only at exercises
 #   make site     build the course website into build/site/html (README, chapters as committed, data card, benchmarks)
 #   make test-site        check the built website in headless Chromium (skips without Chromium)
+#   make gpu-check OUT=dir   the prepared GPU check (benchmarks/gpu_check.py): JSON + markdown in dir
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -15,7 +16,7 @@ STAMP  := $(VENV)/.mlstep-installed
 SITE_STAMP := $(VENV)/.mlstep-site-installed
 export PYTHONHASHSEED := 0
 
-.PHONY: install lab test test-fast execute student verify-student grade lint benchmark site test-site clean
+.PHONY: install lab test test-fast execute student verify-student grade lint benchmark site test-site gpu-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,6 +67,10 @@ test-site: $(SITE_STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/pretrain_step.py
+
+# the prepared GPU check (one command for a short GPU window): make gpu-check OUT=runs/gpu
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py --out $(or $(OUT),runs/gpu-check) $(ARGS)
 
 clean:
 	rm -rf build .pytest_cache .hypothesis data/generated data/cache

@@ -8,16 +8,21 @@ both candidates see the same conditions, and the median of each discards the sta
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-__all__ = ["interleaved", "Timing", "markdown_table", "environment", "cpu_model", "busy_warning"]
+__all__ = ["interleaved", "Timing", "markdown_table", "environment", "cpu_model", "busy_warning",
+           "common_arguments", "start", "write_json", "training_step"]
 
 
 class Timing(dict):
@@ -154,3 +159,66 @@ def busy_warning(env: dict[str, Any]) -> str | None:
     return (f"warning: load average {load} > {cores} cores: other processes share the CPU, so "
             "timings are noisy (ratios from alternated runs are more robust than absolute ms); "
             "consider --threads 1 or OMP_WAIT_POLICY=PASSIVE")
+
+
+def common_arguments(description: str) -> argparse.ArgumentParser:
+    """A parser with the options every benchmark takes: --device, --threads, --quick, --repeats,
+    --warmup, --json."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto")
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU); default 2")
+    p.add_argument("--quick", action="store_true", help="tiny configurations, 2 repetitions (smoke run)")
+    p.add_argument("--repeats", type=int, default=None, help="timed rounds (default: per size)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs of each candidate first")
+    p.add_argument("--json", type=Path, default=None, help="write the results to this file")
+    return p
+
+
+def training_step(model: nn.Module, loss: Callable[[], torch.Tensor], device: torch.device) -> Callable[[], None]:
+    """One optimizer step as a closure: zero_grad, ``loss()`` under autocast, backward, AdamW step
+    (fused on CUDA: one kernel for all parameters; the default foreach path on CPU)."""
+    from mlstep.utils import autocast
+
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda" or None)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with autocast(device):
+            value = loss()
+        value.backward()
+        opt.step()
+
+    return step
+
+
+def start(args: argparse.Namespace, needs_transformers: bool = True) -> tuple[torch.device | None, dict[str, Any]]:
+    """``(device, environment)`` for the parsed arguments: the device named by ``--device``, with
+    ``--threads`` set and the environment printed (with a warning when the machine is busy).
+    ``(None, {"skipped": reason})`` with a printed ``skipped: ...`` line when the device or Hugging
+    Face ``transformers`` is missing."""
+    from mlstep.utils import get_device
+
+    try:
+        device = get_device(args.device)
+    except RuntimeError as err:  # e.g. --device cuda on a machine without a GPU
+        print(f"skipped: {err}")
+        return None, {"skipped": str(err)}
+    if needs_transformers:
+        try:
+            import transformers  # noqa: F401
+        except ImportError:
+            print("skipped: Hugging Face transformers is not installed (pip install -e '.[dev]')")
+            return None, {"skipped": "transformers missing"}
+    torch.set_num_threads(args.threads)
+    env = environment(device)
+    print("environment: " + ", ".join(f"{k}={v}" for k, v in env.items()))
+    if (warning := busy_warning(env)) is not None:
+        print(warning)
+    return device, env
+
+
+def write_json(out: dict[str, Any], path: Path | None) -> None:
+    """Write a benchmark's results to ``path`` (``--json``), if one was given."""
+    if path:
+        path.write_text(json.dumps(out, indent=2))
+        print(f"wrote {path}")

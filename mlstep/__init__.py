@@ -2,7 +2,7 @@
 
 Read the package in this order (the README lists the files with their sizes): ``config``,
 ``attention``, ``transformer``, ``bert``, ``masking``, ``train``, ``finetune``, ``lora``,
-``distill``. The other modules support the chapters (tokenizers, data, metrics, plots) or the
+``distill``, ``gpt``, ``generation``. The other modules support the chapters (tokenizers, data, metrics, plots) or the
 teacher (``exercises``).
 
 One shape legend for the whole package, written on the line wherever a shape changes::
@@ -32,6 +32,7 @@ from mlstep.bert import (
     bert_from_hf,
     mlm_loss,
 )
+from mlstep.bpe import ByteLevelBPETokenizer
 from mlstep.checkpoint import load_checkpoint, save_checkpoint
 from mlstep.config import TransformerConfig
 from mlstep.curriculum import Curriculum
@@ -51,6 +52,8 @@ from mlstep.finetune import (
     layerwise_lr_groups,
     unfreeze,
 )
+from mlstep.generation import generate
+from mlstep.gpt import GPT, GPTConfig, GPTForSequenceClassification, GPTOutput, gpt_from_hf
 from mlstep.layerwise import LayerwiseClassifier, layerwise_loss
 from mlstep.lora import LoRALinear, apply_lora, merge_lora
 from mlstep.masking import mask_tokens, nsp_pairs, sop_pairs
@@ -84,6 +87,9 @@ __all__ = [
     "unfreeze", "freeze_encoder", "GradualUnfreezer", "layerwise_lr_groups", "LoRALinear",
     "apply_lora", "merge_lora", "distillation_loss", "distillation_step_fn", "student_config",
     "init_student_from_teacher",
+    # GPT
+    "GPTConfig", "GPT", "GPTOutput", "gpt_from_hf", "GPTForSequenceClassification", "generate",
+    "ByteLevelBPETokenizer",
     # utilities
     "get_device", "set_seed", "set_threads", "count_parameters",
     # multi-stage training (chapter 09)

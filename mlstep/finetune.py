@@ -28,8 +28,8 @@ from mlstep.transformer import init_weights
 from mlstep.utils import IGNORE_INDEX
 
 __all__ = ["ClassifierOutput", "BertForSequenceClassification", "BertForTokenClassification",
-           "classification_step", "find_bert", "mean_pool", "freeze", "unfreeze", "freeze_encoder",
-           "unfreezing_stages", "GradualUnfreezer", "layerwise_lr_groups"]
+           "classification_step", "classifier_layers", "find_bert", "mean_pool", "freeze", "unfreeze",
+           "freeze_encoder", "unfreezing_stages", "GradualUnfreezer", "layerwise_lr_groups"]
 
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 
@@ -47,20 +47,27 @@ def find_bert(model: nn.Module) -> BertModel:
     raise TypeError(f"{type(model).__name__} holds no mlstep.BertModel")
 
 
+def classifier_layers(hidden_size: int, num_labels: int, dropout: float,
+                      initializer_range: float) -> tuple[nn.Dropout, nn.Linear]:
+    """The two layers of a task head, ``(dropout, classifier)``: ``(…, D) -> (…, C)``."""
+    if not isinstance(num_labels, int) or num_labels < 2:
+        raise ValueError(f"num_labels must be an integer >= 2, got {num_labels!r}")
+    check_probability("dropout", dropout)
+    classifier = nn.Linear(hidden_size, num_labels)
+    init_weights(classifier, initializer_range)
+    return nn.Dropout(dropout), classifier
+
+
 class _BertWithHead(nn.Module):
     """An encoder ``bert``, dropout and a linear ``classifier``; shared by both heads."""
 
     def __init__(self, config_or_bert: BertConfig | BertModel, num_labels: int, dropout: float = 0.1):
         super().__init__()
-        if not isinstance(num_labels, int) or num_labels < 2:
-            raise ValueError(f"num_labels must be an integer >= 2, got {num_labels!r}")
-        check_probability("dropout", dropout)
         # a config builds a randomly initialised encoder ("from scratch"); a BertModel is used as is
         self.bert = config_or_bert if isinstance(config_or_bert, BertModel) else BertModel(config_or_bert)
         self.num_labels = num_labels
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(self.bert.config.hidden_size, num_labels)
-        init_weights(self.classifier, self.bert.config.initializer_range)
+        self.dropout, self.classifier = classifier_layers(self.bert.config.hidden_size, num_labels, dropout,
+                                                          self.bert.config.initializer_range)
 
     @classmethod
     def from_pretrained(cls, pretrained: nn.Module, num_labels: int, **kwargs: Any):

@@ -36,7 +36,7 @@ from mlstep.checkpoint import save_tensors
 from mlstep.data import load_task
 from mlstep.masking import mask_tokens, nsp_pairs, sop_pairs
 from mlstep.train import TrainConfig, train
-from mlstep.utils import IGNORE_INDEX, is_main_process, set_threads, setup_distributed
+from mlstep.utils import IGNORE_INDEX, get_device, is_main_process, set_threads, setup_distributed
 from mlstep.wordpiece import WordPieceTokenizer
 
 __all__ = ["OBJECTIVES", "make_pairs", "PairDataset", "MaskingCollator", "pretraining_step", "fixed_batches",
@@ -275,6 +275,7 @@ class PretrainRecipe:
     objective: str = "mlm+nsp"  # "mlm", "mlm+nsp" or "mlm+sop"
     vocab_size: int = 2000  # WordPiece vocabulary trained on the pretraining documents
     max_length: int = 64  # tokens per sentence pair, [CLS]/[SEP] included
+    max_position: int | None = None  # rows of the position table; None: max_length (more: longer inputs later)
     hidden_size: int = 64  # model width D
     num_layers: int = 2  # encoder layers
     num_heads: int = 4  # attention heads (4 beat 2 at this width)
@@ -287,7 +288,9 @@ class PretrainRecipe:
     warmup_ratio: float = 0.06  # linear warmup over this fraction of the steps
     decay_ratio: float = 0.2  # linear decay to 0 over this last fraction; constant in between
     eval_every: int = 500  # evaluate on held-out pairs every N steps
+    whole_word: bool = False  # mask every piece of a chosen word together (Google's later BERTs)
     seed: int = 0  # seeds pairs, masks, dropout and initialisation
+    max_documents: int | None = None  # train on the first N documents only (quick runs); None: all
 
 
 def corpus_tokenizer(vocab_size: int = 2000) -> WordPieceTokenizer:
@@ -297,33 +300,35 @@ def corpus_tokenizer(vocab_size: int = 2000) -> WordPieceTokenizer:
 
 
 def pretrain_on_corpus(recipe: PretrainRecipe = PretrainRecipe(), tokenizer: WordPieceTokenizer | None = None,
-                       progress: bool = True, device: str = "cpu"):
-    """Pretrain a tiny BERT on the offline corpus with ``recipe``.
+                       progress: bool = True, device: str = "cpu", documents: Sequence | None = None,
+                       held_out: Sequence | None = None):
+    """Pretrain a tiny BERT with ``recipe`` on ``documents`` (lists of sentences; default: the offline corpus).
 
     Returns ``(model, tokenizer, history, valid_batches)``: the model (in eval mode), its tokenizer,
     the :class:`mlstep.train.History`, and the held-out batches (fixed masks) it was evaluated on.
     ``device="auto"`` uses a GPU when there is one (bf16 autocast). Under ``torchrun`` each process
     trains on its shard of the pairs (DistributedSampler) and gradients are averaged by DDP.
+    It is evaluated on ``held_out`` documents; the tokenizer is trained on ``documents`` unless given.
     """
-    tokenizer = tokenizer or corpus_tokenizer(recipe.vocab_size)
-    documents = load_task("pretrain", "train")["sentences"]
-    held_out = load_task("pretrain", "validation")["sentences"]
+    documents = (load_task("pretrain", "train")["sentences"] if documents is None else documents)[: recipe.max_documents]
+    held_out = load_task("pretrain", "validation")["sentences"] if held_out is None else held_out
+    tokenizer = tokenizer or WordPieceTokenizer.train([s for doc in documents for s in doc], recipe.vocab_size)
     train_set = PairDataset(make_pairs(documents, recipe.objective, seed=recipe.seed), tokenizer, recipe.max_length)
     valid_set = PairDataset(make_pairs(held_out, recipe.objective, seed=recipe.seed + 1), tokenizer, recipe.max_length)
-    collator = MaskingCollator(tokenizer, sentence_labels=recipe.objective != "mlm")
+    collator = MaskingCollator(tokenizer, sentence_labels=recipe.objective != "mlm", whole_word=recipe.whole_word)
+    sampler = None
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: each process gets its own shard
         setup_distributed(device)  # the sampler needs the process group; train() reuses it
         sampler = DistributedSampler(train_set, seed=recipe.seed)
-        loader = DataLoader(train_set, batch_size=recipe.batch_size, sampler=sampler, collate_fn=collator)
-    else:
-        loader = DataLoader(train_set, batch_size=recipe.batch_size, shuffle=True, collate_fn=collator,
-                            generator=torch.Generator().manual_seed(recipe.seed))
+    loader = DataLoader(train_set, batch_size=recipe.batch_size, shuffle=sampler is None, sampler=sampler,
+                        collate_fn=collator, generator=torch.Generator().manual_seed(recipe.seed),
+                        pin_memory=get_device(device).type == "cuda")  # faster copies to the GPU
     valid_batches = fixed_batches(valid_set, collator, limit=2000, seed=recipe.seed)
 
     torch.manual_seed(recipe.seed)
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=recipe.hidden_size,
                         num_layers=recipe.num_layers, num_heads=recipe.num_heads,
-                        intermediate_size=recipe.intermediate_size, max_position=recipe.max_length,
+                        intermediate_size=recipe.intermediate_size, max_position=recipe.max_position or recipe.max_length,
                         pre_norm=True, dropout=recipe.dropout)
     model = BertForPreTraining(config)
     emb = model.bert.embeddings
@@ -378,11 +383,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", default=None, help="output folder (default: data/pretrained)")
     parser.add_argument("--steps", type=int, default=PretrainRecipe.steps)
     parser.add_argument("--device", default="cpu", help='"cpu", "cuda" or "auto"')
+    parser.add_argument("--documents", type=int, default=None, help="train on the first N documents only")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: MLSTEP_THREADS or 1)")
     args = parser.parse_args(argv)
     set_threads(args.threads)
     out = Path(args.out) if args.out else default_pretrained_dir()
-    metadata = build_course_model(out, PretrainRecipe(steps=args.steps), device=args.device)
+    recipe = PretrainRecipe(steps=args.steps, max_documents=args.documents)
+    metadata = build_course_model(out, recipe, device=args.device)
     if is_main_process():
         print(f"saved to {out}: {json.dumps(metadata['final_eval'])}")
 

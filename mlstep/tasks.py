@@ -25,11 +25,12 @@ from torch.utils.data import DataLoader, Dataset
 from mlstep.finetune import MODEL_INPUTS, classification_step
 from mlstep.metrics import accuracy, entity_f1
 from mlstep.train import History, TrainConfig, train
-from mlstep.utils import IGNORE_INDEX
+from mlstep.utils import IGNORE_INDEX, get_device
 from mlstep.wordpiece import WordPieceTokenizer
 
-__all__ = ["TensorDataset", "concat_datasets", "encode_classification", "encode_tagging", "fit", "predict",
-           "evaluate_classifier", "evaluate_tagger", "align_labels_to_pieces", "pieces_to_word_predictions"]
+__all__ = ["TensorDataset", "concat_datasets", "encode_classification", "encode_tagging", "trim_padding", "fit",
+           "predict", "evaluate_classifier", "evaluate_tagger", "predict_tags", "word_accuracy",
+           "align_labels_to_pieces", "pieces_to_word_predictions"]
 
 
 class TensorDataset(Dataset):
@@ -130,7 +131,23 @@ def encode_tagging(dataset: Any, tokenizer: WordPieceTokenizer, tag_names: Seque
         rows.append(align_labels_to_pieces(ids, word_ids))
     labels = torch.tensor(rows, dtype=torch.long)  # (N, T)
     return TensorDataset({**{k: enc[k] for k in MODEL_INPUTS}, "labels": labels},
-                         extra={"word_ids": enc["word_ids"], "tags": [list(t) for t in tags]})
+                         extra={"word_ids": enc["word_ids"], "tags": [list(t) for t in tags],
+                                "words": [list(w) for w in words]})
+
+
+def trim_padding(rows: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """Stack rows of a :class:`TensorDataset` into a batch cut to its longest real row.
+
+    Datasets are padded to their longest sequence; a batch of short ones would spend most of its
+    work on padding. The model inputs and per-token ``labels`` lose their all-padding columns
+    (padding is on the right); every other column is stacked unchanged.
+    """
+    batch = {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+    if "attention_mask" not in batch:
+        return batch
+    T = int(batch["attention_mask"].sum(1).max())  # (B, T) -> the longest real row
+    cut = [*MODEL_INPUTS, *(["labels"] if batch.get("labels", torch.zeros(1)).dim() == 2 else [])]
+    return {k: v[:, :T] if k in cut else v for k, v in batch.items()}
 
 
 def fit(model: nn.Module, data: TensorDataset, steps: int, lr: float = 1e-3, batch_size: int = 32,
@@ -141,9 +158,12 @@ def fit(model: nn.Module, data: TensorDataset, steps: int, lr: float = 1e-3, bat
     """Fine-tune ``model`` on ``data`` for ``steps`` optimizer steps with :func:`mlstep.train.train`.
 
     ``device`` defaults to the CPU, where the chapters' numbers were measured; pass ``"auto"`` to
-    use a GPU when there is one (then move evaluation inputs to the model's device too).
+    use a GPU when there is one (then move evaluation inputs to the model's device too). Batches
+    are cut to their longest row (:func:`trim_padding`).
     """
-    loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(data, batch_size=batch_size, shuffle=True, collate_fn=trim_padding,
+                        generator=torch.Generator().manual_seed(seed),
+                        pin_memory=get_device(device).type == "cuda")  # faster copies to the GPU
     config = TrainConfig(max_steps=steps, lr=lr, warmup_ratio=warmup_ratio, weight_decay=weight_decay,
                          eval_every=eval_every, seed=seed, progress=progress, device=device)
     return train(model, loader, step_fn, config, eval_fn=eval_fn, param_groups=param_groups)
@@ -151,16 +171,32 @@ def fit(model: nn.Module, data: TensorDataset, steps: int, lr: float = 1e-3, bat
 
 @torch.no_grad()
 def predict(model: nn.Module, data: TensorDataset, batch_size: int = 256) -> Tensor:
-    """Logits for every row of ``data``: ``(N, C)`` for sequences, ``(N, T, C)`` for tokens."""
+    """Logits for every row of ``data``: ``(N, C)`` for sequences, ``(N, T, C)`` for tokens.
+
+    Rows run shortest first, each batch cut to its longest row (padding is on the right, so a
+    real token's logits do not change); they come back in the rows' order. Logits at padding
+    positions mean nothing (0 where a batch was cut).
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    out = []
-    for start in range(0, len(data), batch_size):
-        batch = {k: v[start:start + batch_size].to(device) for k, v in data.tensors.items() if k in MODEL_INPUTS}
-        out.append(model(**batch).logits.float().cpu())
+    inputs = {k: v for k, v in data.tensors.items() if k in MODEL_INPUTS}
+    N, T = inputs["input_ids"].shape
+    lengths = inputs["attention_mask"].sum(1) if "attention_mask" in inputs else torch.full((N,), T)
+    order = lengths.argsort(stable=True)  # (N,)
+    out = None
+    for start in range(0, N, batch_size):
+        rows = order[start:start + batch_size]
+        t = int(lengths[rows].max())
+        logits = model(**{k: v[rows, :t].to(device) for k, v in inputs.items()}).logits.float().cpu()
+        if out is None:  # (N, C), or (N, T, C) for per-token logits
+            out = torch.zeros(N, *([T] if logits.dim() == 3 else []), logits.shape[-1])
+        if logits.dim() == 3:
+            out[rows, :t] = logits  # (b, t, C) into (N, T, C)
+        else:
+            out[rows] = logits  # (b, C) into (N, C)
     model.train(was_training)
-    return torch.cat(out)
+    return out
 
 
 def evaluate_classifier(model: nn.Module, data: TensorDataset) -> float:
@@ -168,15 +204,41 @@ def evaluate_classifier(model: nn.Module, data: TensorDataset) -> float:
     return accuracy(predict(model, data).argmax(-1), data.tensors["labels"])
 
 
-def evaluate_tagger(model: nn.Module, data: TensorDataset, tag_names: Sequence[str]) -> dict[str, float]:
-    """Entity-level precision / recall / F1 over words (first-piece predictions), as CoNLL scores."""
+def predict_tags(model: nn.Module, data: TensorDataset, tag_names: Sequence[str]) -> list[list[str]]:
+    """One predicted tag per word (its first piece's) for every sentence of ``data``; a sentence
+    cut by truncation gets tags for the words that fit only."""
     if "word_ids" not in data.extra:
         raise ValueError("data has no word ids: encode it with encode_tagging")
     piece_preds = predict(model, data).argmax(-1)  # (N, T)
-    predicted = []
-    for row, word_ids in zip(piece_preds.tolist(), data.extra["word_ids"]):
-        predicted.append([tag_names[i] for i in pieces_to_word_predictions(row, word_ids)])
+    return [[tag_names[i] for i in pieces_to_word_predictions(row, word_ids)]
+            for row, word_ids in zip(piece_preds.tolist(), data.extra["word_ids"])]
+
+
+def evaluate_tagger(model: nn.Module, data: TensorDataset, tag_names: Sequence[str]) -> dict[str, float]:
+    """Entity-level precision / recall / F1 over words (first-piece predictions), as CoNLL scores."""
+    predicted = predict_tags(model, data, tag_names)
     gold = [tags[:len(p)] for tags, p in zip(data.extra["tags"], predicted)]  # truncated sentences
     result = entity_f1(predicted, gold)
     return {k: result[k] for k in ("precision", "recall", "f1")}
+
+
+def word_accuracy(predicted: Sequence[Sequence[str]], gold: Sequence[Sequence[str]],
+                  words: Sequence[Sequence[str]], seen: set[str] | None = None) -> dict[str, float]:
+    """Tag accuracy over words, and with ``seen`` (lower-cased words of the labeled data) also on
+    the words ``seen`` and ``unseen`` there, and the unseen words' share. Words that truncation cut
+    off (``predicted`` shorter than ``gold``) count as wrong."""
+    hits = {"seen": [], "unseen": []}
+    for pred, tags, sentence in zip(predicted, gold, words, strict=True):
+        for i, (tag, word) in enumerate(zip(tags, sentence, strict=True)):
+            kind = "seen" if seen is None or word.lower() in seen else "unseen"
+            hits[kind].append(i < len(pred) and pred[i] == tag)
+    every = hits["seen"] + hits["unseen"]
+    if not every:
+        raise ValueError("no words to score")
+    result = {"accuracy": sum(every) / len(every)}
+    if seen is not None:
+        result["unseen_share"] = len(hits["unseen"]) / len(every)
+        for kind, h in hits.items():
+            result[f"{kind}_accuracy"] = sum(h) / len(h) if h else float("nan")
+    return result
 

@@ -1,8 +1,9 @@
 """What every subword tokenizer of the course shares: a vocabulary, encoding one text or a pair
 (special tokens, truncation, padding), batches as tensors, decoding, and JSON files.
 
-A tokenizer says how a text becomes pieces (``_segment``) and how pieces become text again
-(``_join``); :class:`mlstep.WordPieceTokenizer` (BERT) is one.
+A tokenizer says how a text becomes words (``pretokenize``), how a word becomes pieces
+(``_pieces``) and how pieces become text again (``_join``); :class:`mlstep.WordPieceTokenizer`
+(BERT) and :class:`mlstep.ByteLevelBPETokenizer` (GPT-2) are two.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +21,8 @@ import torch
 from mlstep.utils import atomic_write
 
 __all__ = ["Encoding", "Tokenizer"]
+
+_CACHE_SIZE = 200_000  # word -> pieces cache entries before it is cleared
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,8 @@ class Encoding:
 class Tokenizer:
     """The vocabulary and everything built on it. Subclasses set ``FORMAT`` (the name in their
     JSON files), the special ids (``pad_id``; ``cls_id`` and ``sep_id`` or None when no
-    ``[CLS] a [SEP] b [SEP]`` template is added; ``special_ids``), and implement ``_segment``
-    and ``_join``; ``OPTIONS`` names the constructor arguments a saved file keeps."""
+    ``[CLS] a [SEP] b [SEP]`` template is added; ``special_ids``), and implement ``pretokenize``,
+    ``_pieces`` and ``_join``; ``OPTIONS`` names the constructor arguments a saved file keeps."""
 
     FORMAT = "mlstep-tokenizer"
     VERSION = 1
@@ -64,10 +66,52 @@ class Tokenizer:
         self._stoi: dict[str, int] = {t: i for i, t in enumerate(vocab)}
         self.cls_id: int | None = None
         self.sep_id: int | None = None
+        self._cache: dict[str, list[int]] = {}  # word -> piece ids
 
-    def _segment(self, text: Any, is_pretokenized: bool) -> tuple[list[int], list[int]]:
-        """``(ids, word_ids)`` of one text: its pieces and the word each comes from."""
+    def pretokenize(self, text: str) -> list[str]:
+        """The words of ``text``, each cut into pieces on its own."""
         raise NotImplementedError
+
+    def _pieces(self, word: str) -> list[int]:
+        """The piece ids of one word."""
+        raise NotImplementedError
+
+    def _word_ids(self, word: str) -> list[int]:
+        """:meth:`_pieces`, remembered: a corpus says the same words again and again."""
+        ids = self._cache.get(word)
+        if ids is None:
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()
+            ids = self._cache[word] = self._pieces(word)
+        return ids
+
+    def tokenize(self, text: str) -> list[str]:
+        """The pieces of ``text`` (no special tokens added)."""
+        return [self._itos[i] for w in self.pretokenize(text) for i in self._word_ids(w)]
+
+    def _given_word(self, word: str, index: int) -> list[str]:
+        """The words of the ``index``-th word of a pre-tokenised text (it may split further, "U.S.")."""
+        return self.pretokenize(word)
+
+    def _segment(self, text: str | Sequence[str], is_pretokenized: bool) -> tuple[list[int], list[int]]:
+        """``(ids, word_ids)`` of one text: its pieces and the word each comes from."""
+        if is_pretokenized:
+            if isinstance(text, str) or not all(isinstance(w, str) for w in text):
+                raise TypeError("with is_pretokenized=True, pass a list of words (str)")
+            groups = [self._given_word(w, i) for i, w in enumerate(text)]
+        else:
+            if not isinstance(text, str):
+                raise TypeError(f"encode expects a str, got {type(text).__name__}; for a list of words "
+                                "pass is_pretokenized=True")
+            groups = [[w] for w in self.pretokenize(text)]
+        ids: list[int] = []
+        word_ids: list[int] = []
+        for wi, words in enumerate(groups):
+            for w in words:
+                pieces = self._word_ids(w)
+                ids += pieces
+                word_ids += [wi] * len(pieces)
+        return ids, word_ids
 
     def _join(self, tokens: list[str]) -> str:
         """The text of a list of pieces."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import socket
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from torch import nn
 __all__ = [
     "IGNORE_INDEX", "get_device", "set_seed", "set_threads", "count_parameters", "autocast",
     "autocast_dtype", "unwrap_model", "to_device", "setup_distributed", "is_main_process",
-    "atomic_write",
+    "atomic_write", "hub_available",
 ]
 
 IGNORE_INDEX = -100  # the label of positions no loss is computed on (F.cross_entropy's ignore_index)
@@ -163,3 +164,18 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+def hub_available(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """True when the Hugging Face Hub can be reached (and ``HF_HUB_OFFLINE`` is not set).
+
+    Asking first takes at most ``timeout`` seconds offline, where ``from_pretrained`` would retry
+    for half a minute before giving up.
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False

@@ -39,7 +39,6 @@ __all__ = ["WordPieceTokenizer", "normalize_and_pretokenize", "SPECIAL_TOKENS"]
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 MAX_INPUT_CHARS_PER_WORD = 100  # longer words become [UNK], as in BERT
-_CACHE_SIZE = 200_000  # word -> pieces cache entries before it is cleared
 
 
 # --- normalisation and pre-tokenisation ----------------------------------------------------------
@@ -132,7 +131,6 @@ class WordPieceTokenizer(Tokenizer):
         # Only pieces up to the longest in the vocabulary can match, which bounds the search.
         self._max_piece = max(len(t) - 2 if t.startswith("##") else len(t) for t in self._itos)
         self._special_re = re.compile("(" + "|".join(map(re.escape, SPECIAL_TOKENS)) + ")")
-        self._cache: dict[str, list[int]] = {}
 
     @classmethod
     def train(
@@ -203,11 +201,8 @@ class WordPieceTokenizer(Tokenizer):
                 words.extend(normalize_and_pretokenize(part, self.lowercase))
         return words
 
-    def _word_ids(self, word: str) -> list[int]:
+    def _pieces(self, word: str) -> list[int]:
         """Greedy longest-match-first pieces of one word (BERT's WordpieceTokenizer)."""
-        cached = self._cache.get(word)
-        if cached is not None:
-            return cached
         if word in SPECIAL_TOKENS:
             ids = [self._stoi[word]]
         elif len(word) > MAX_INPUT_CHARS_PER_WORD:
@@ -226,37 +221,7 @@ class WordPieceTokenizer(Tokenizer):
                     ids = [self.unk_id]
                     break
                 start = end
-        if len(self._cache) >= _CACHE_SIZE:
-            self._cache.clear()
-        self._cache[word] = ids
         return ids
-
-    def tokenize(self, text: str) -> list[str]:
-        """The pieces of ``text`` (no [CLS]/[SEP] added)."""
-        return [self._itos[i] for w in self.pretokenize(text) for i in self._word_ids(w)]
-
-    def _segment(self, text: str | Sequence[str], is_pretokenized: bool) -> tuple[list, list]:
-        """(ids, word_ids) of one segment."""
-        if is_pretokenized:
-            if isinstance(text, str) or not all(isinstance(w, str) for w in text):
-                raise TypeError("with is_pretokenized=True, pass a list of words (str)")
-            groups = [self.pretokenize(w) for w in text]  # a given word may split further ("U.S.")
-        else:
-            if not isinstance(text, str):
-                raise TypeError(
-                    f"encode expects a str, got {type(text).__name__}; for a list of words "
-                    "pass is_pretokenized=True"
-                )
-            groups = [[w] for w in self.pretokenize(text)]
-        ids: list[int] = []
-        word_ids: list[int] = []
-        cache = self._cache
-        for wi, words in enumerate(groups):
-            for w in words:
-                pieces = cache.get(w) or self._word_ids(w)  # the cache hit is the hot path
-                ids += pieces
-                word_ids += [wi] * len(pieces)
-        return ids, word_ids
 
     def _join(self, tokens: list[str]) -> str:
         """Pieces joined by spaces, ``##`` pieces glued to the one before: the normalised,

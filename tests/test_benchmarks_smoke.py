@@ -30,6 +30,21 @@ def _load(name: str):
     return module
 
 
+def _linear_flops(model: nn.Module, run) -> int:
+    """The FLOPs of every ``nn.Linear`` call while ``run()`` runs, counted with forward hooks."""
+    flops = []
+
+    def hook(module: nn.Linear, inputs, output) -> None:
+        rows = inputs[0].numel() // module.in_features
+        flops.append(2 * rows * module.in_features * module.out_features)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Linear)]
+    run()
+    for h in handles:
+        h.remove()
+    return sum(flops)
+
+
 def _ratios(table: str) -> list[float]:
     """The numbers written as ``1.23×`` in a markdown table."""
     return [float(x) for x in re.findall(r"([0-9]+\.[0-9]+)×", table)]
@@ -97,20 +112,11 @@ def test_train_flops_counts_the_matmuls_the_model_runs(pretrain):
     size = pretrain.Size("t", layers=2, hidden=32, heads=4, seq_len=16, batch=3, vocab=200, repeats=1)
     model = pretrain.build_models(size, torch.device("cpu"), dropout=0.0, eager=False)["mlstep"]
     batch = pretrain.make_batch(size, torch.device("cpu"))
-    linear_flops = []
-
-    def hook(module: nn.Linear, inputs, output) -> None:
-        rows = inputs[0].numel() // module.in_features
-        linear_flops.append(2 * rows * module.in_features * module.out_features)
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Linear)]
-    pretrain.loss_fn("mlstep", model, batch)
-    for h in handles:
-        h.remove()
+    linear = _linear_flops(model, lambda: pretrain.loss_fn("mlstep", model, batch))
     # Attention matmuls (QKᵀ and AV) are not nn.Linear: 2 · 2 · T · T · d per sequence and layer.
     attention = size.layers * size.batch * 4 * size.seq_len * size.seq_len * size.hidden
     masked = int((batch.mlm_labels != -100).sum())
-    assert pretrain.train_flops(size, masked) == pytest.approx(3 * (sum(linear_flops) + attention))
+    assert pretrain.train_flops(size, masked) == pytest.approx(3 * (linear + attention))
 
 
 def test_interleaved_alternates_and_reverses():
@@ -145,3 +151,72 @@ def test_gpu_path_skips_gracefully_without_cuda(pretrain, capsys):
     out = pretrain.main(["--device", "cuda", "--quick"])
     assert "skipped" in out and out["results"] == []
     assert "skipped" in capsys.readouterr().out
+
+
+def test_gpu_check_dry_run_on_the_cpu(tmp_path):
+    """``gpu_check.py --device cpu --quick`` runs every part end to end (CI's guard against a GPU
+    window lost to a typo) and writes its JSON and markdown report."""
+    pytest.importorskip("transformers")
+    gpu_check = _load("gpu_check")
+    threads = torch.get_num_threads()
+    try:
+        result = gpu_check.main(["--device", "cpu", "--quick", "--out", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    for part in ("tests", "bert_step", "recipe", "ddp"):
+        assert "error" not in result[part], result[part].get("traceback")
+    assert result["tests"]["ok"] and result["recipe"]["ok"] and result["ddp"]["ok"]
+    assert result["recipe"]["max_abs_gap"] == 0.0  # the CPU against itself: the same run
+    assert result["bert_step"]["tokens_per_s"]["mlstep"] > 0
+    assert "error" not in result["gpt_step"]
+    report = (tmp_path / "gpu_check.md").read_text()
+    assert "| bert_step |" in report and (tmp_path / "gpu_check.json").exists()
+    assert gpu_check.peak_tflops(torch.device("cpu"), None) is None
+    assert gpu_check.gpt_train_flops(vocab=10, layers=1, hidden=2, seq_len=3, batch=1) == 3.0 * 3 * (
+        2 * 12 * 4 + 2 * 2 * 10 + 4 * 3 * 2)
+
+
+# --- benchmarks/gpt.py ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def gpt_bench():
+    pytest.importorskip("transformers")
+    return _load("gpt")
+
+
+@pytest.fixture(scope="module")
+def gpt_quick(gpt_bench):
+    torch_threads = torch.get_num_threads()
+    try:
+        return gpt_bench.main(["--quick", "--threads", "1"])
+    finally:
+        torch.set_num_threads(torch_threads)
+
+
+def test_gpt_quick_prints_both_tables_and_compares_like_with_like(gpt_quick):
+    train_table, gen_table = gpt_quick["table"].split("\n\n")
+    assert train_table.startswith("| config |") and "HF ms/step" in train_table
+    assert "cache speed-up" in gen_table and "HF generate tok/s" in gen_table
+    assert len(_ratios(train_table)) == 1 and len(_ratios(gen_table)) == 2
+    # the same function of the same batch: HF weights copied into mlstep, dropout 0
+    assert gpt_quick["step0_loss"]["mlstep"] == pytest.approx(gpt_quick["step0_loss"]["hf"], rel=1e-5)
+    (gen,) = gpt_quick["generation"]
+    assert gen["same_tokens"] == {"no cache": True, "hf": True}  # greedy: identical tokens
+    assert gen["size"]["new_tokens"] == 24 and all(v > 0 for v in gen["tokens_per_s"].values())
+
+
+def test_gpt_train_flops_counts_the_matmuls_the_model_runs(gpt_bench):
+    """train_flops (used for MFU on a GPU) = 3 × the forward matmul FLOPs counted with hooks."""
+    size = gpt_bench.Size("t", layers=2, hidden=32, heads=4, seq_len=16, batch=3, vocab=200, repeats=1)
+    model = gpt_bench.build_models(size, torch.device("cpu"), dropout=0.0)["mlstep"]
+    ids = gpt_bench.make_batch(size, torch.device("cpu"))
+    linear = _linear_flops(model, lambda: gpt_bench.loss_fn("mlstep", model, ids))
+    attention = size.layers * size.batch * 4 * size.seq_len * size.seq_len * size.hidden  # QKᵀ and AV
+    assert gpt_bench.train_flops(size) == pytest.approx(3 * (linear + attention))
+
+
+def test_gpt_gpu_path_skips_gracefully_without_cuda(gpt_bench, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present: the GPU path would run instead of skipping")
+    out = gpt_bench.main(["--device", "cuda", "--quick"])
+    assert "skipped" in out and out["train"] == [] and "skipped" in capsys.readouterr().out

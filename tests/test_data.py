@@ -18,15 +18,19 @@ from mlstep.data import (
     TAGS,
     TASK_SPLITS,
     TOPICS,
+    UPOS_TAGS,
     CorpusConfig,
     generate_corpus,
     load_ag_news,
     load_conll2003,
+    load_conllu,
     load_imdb,
     load_mnli,
     load_sst2,
     load_task,
+    load_ud_english_ewt,
     load_wikitext2,
+    read_conllu,
     write_corpus,
 )
 from mlstep.data import lexicon as lx
@@ -472,6 +476,63 @@ def test_load_wikitext2_text(tmp_path, monkeypatch):
     ds = load_wikitext2(tmp_path)
     assert sorted(ds) == ["test", "train", "validation"]
     assert ds["validation"]["text"] == [" ", " = valid = ", " Some text , here . "]
+
+
+CONLLU = """# newdoc id = doc-a
+# sent_id = a-1
+# text = I don't know.
+1-2\tdon't\t_\t_\t_\t_\t_\t_\t_\t_
+1\tI\tI\tPRON\tPRP\t_\t3\tnsubj\t_\t_
+2\tdo\tdo\tAUX\tVBP\t_\t3\taux\t_\t_
+3\tn't\tnot\tPART\tRB\t_\t4\tadvmod\t_\t_
+4\tknow\tknow\tVERB\tVB\t_\t0\troot\t_\tSpaceAfter=No
+5\t.\t.\tPUNCT\t.\t_\t4\tpunct\t_\t_
+
+# sent_id = a-2
+1\tGo\tgo\tVERB\tVB\t_\t0\troot\t_\t_
+1.1\tgone\tgo\tVERB\tVBN\t_\t_\t_\t0:root\t_
+2\thome\thome\tADV\tRB\t_\t1\tadvmod\t_\t_
+"""
+
+
+def test_read_conllu_skips_multiword_tokens_and_empty_nodes(tmp_path):
+    (tmp_path / "x.conllu").write_text(CONLLU)  # the last sentence has no blank line after it
+    cols = read_conllu(tmp_path / "x.conllu")
+    assert cols["tokens"] == [["I", "do", "n't", "know", "."], ["Go", "home"]]
+    assert cols["tags"] == [["PRON", "AUX", "PART", "VERB", "PUNCT"], ["VERB", "ADV"]]
+    assert cols["text"] == ["I don't know.", "Go home"]  # no "# text": the words joined
+    assert cols["sent_id"] == ["a-1", "a-2"] and cols["doc_id"] == ["doc-a", "doc-a"]
+
+
+def test_read_conllu_errors_name_the_line(tmp_path):
+    (tmp_path / "bad.conllu").write_text("1\tI\tI\tPRON\n")
+    with pytest.raises(ValueError, match="line 1: expected 10 tab-separated columns"):
+        read_conllu(tmp_path / "bad.conllu")
+    (tmp_path / "bad.conllu").write_text(CONLLU.replace("\tAUX\t", "\tAUXILIARY\t"))
+    with pytest.raises(ValueError, match="line 6: unknown UPOS tag 'AUXILIARY'"):
+        read_conllu(tmp_path / "bad.conllu")
+
+
+def test_load_conllu_folder_of_ud_splits(tmp_path):
+    (tmp_path / "xx_tb-ud-train.conllu").write_text(CONLLU)
+    (tmp_path / "xx_tb-ud-test.conllu").write_text(CONLLU.split("\n\n")[1])
+    ds = load_conllu(tmp_path)
+    assert sorted(ds) == ["test", "train"]  # no dev file: no validation split
+    assert ds["train"].column_names == ["sent_id", "doc_id", "text", "tokens", "tags"]
+    assert ds["test"]["tokens"] == [["Go", "home"]] and ds["test"]["doc_id"] == [""]
+    assert load_conllu(tmp_path / "xx_tb-ud-train.conllu")["train"].num_rows == 2
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        load_conllu(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="ud-train.conllu"):
+        load_conllu(tmp_path / "empty")
+    assert set(UPOS_TAGS) >= {t for tags in ds["train"]["tags"] for t in tags}
+
+
+def test_committed_ud_slice_loads():
+    ds = load_ud_english_ewt()
+    assert ds.num_rows == {"train": 1000, "test": 2077}
+    assert all(len(t) == len(w) for t, w in zip(ds["test"]["tags"], ds["test"]["tokens"]))
 
 
 REALDATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "realdata"

@@ -1,5 +1,5 @@
-"""mlstep.metrics against scikit-learn, a port of CoNLL's conlleval, seqeval (when installed)
-and hand-computed values."""
+"""mlstep.metrics against scikit-learn, a port of CoNLL's conlleval, seqeval (when installed),
+sacrebleu and hand-computed values."""
 
 import math
 
@@ -18,6 +18,8 @@ from hypothesis import strategies as st  # noqa: E402
 from mlstep.metrics import (  # noqa: E402
     accuracy,
     bio_entities,
+    bleu,
+    bleu_tokenize,
     confusion_matrix,
     entity_f1,
     perplexity,
@@ -389,3 +391,72 @@ def test_error_bars():
     assert [round(b.get_height(), 2) for b in bars[:2]] == [0.9, 0.8]  # arm "a" in both groups
     assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["a", "b", "this run"]
     plt.close(ax.figure)
+
+
+# --- BLEU against sacrebleu -------------------------------------------------------------------------
+
+def _sacrebleu(hypotheses, references):
+    """sacrebleu.corpus_bleu with its defaults; it takes one stream per reference *set* (None pads)."""
+    sacrebleu = pytest.importorskip("sacrebleu")
+    k = max(len(refs) for refs in references)
+    streams = [[refs[j] if j < len(refs) else None for refs in references] for j in range(k)]
+    return sacrebleu.corpus_bleu(hypotheses, streams).score
+
+
+BLEU_CORPORA = {
+    "identical": (["the cat sat on the mat ."], [["the cat sat on the mat ."]]),
+    "typical": (["the cat is on the mat", "there is a dog in the garden today"],
+                [["the cat sat on the mat", "a cat is on the mat"], ["a dog is in the garden"]]),
+    "empty hypothesis": (["", "the cat sat on the mat"], [["the cat"], ["the cat sat on a mat"]]),
+    "all empty": ([""], [["the cat sat"]]),
+    "short sentences": (["a b", "c"], [["a b c"], ["c d"]]),  # no 3- or 4-grams at all
+    "no 4-gram match": (["a b c x e f"], [["a b c d e f"]]),  # smoothing of the missing order
+    "no match": (["x y z w"], [["a b c d"]]),
+    "longer than references": (["the the the the the the the the"], [["the cat"]]),
+    "multiple references, varying count": (
+        ["it is a guide to action which ensures that the military always obeys the commands of the party",
+         "he read the book because he was interested in world history"],
+        [["it is a guide to action that ensures that the military will forever heed party commands",
+          "it is the guiding principle which guarantees the military forces always being under the command of the party",
+          "it is the practical guide for the army always to heed the directions of the party"],
+         ["he was interested in world history because he read the book"]]),
+    "punctuation and numbers (13a)": (["Prices rose 3.5% in 2024-25, didn't they? (Yes!)"],
+                                      [["Prices rose 3.5 % in 2024 - 25 , didn't they ? ( Yes ! )"]]),
+    "html entities and case": (["Tom &amp; Jerry &quot;Run&quot;", "The END"], [["Tom & Jerry \"run\""], ["the end"]]),
+}
+
+
+@pytest.mark.parametrize("name", list(BLEU_CORPORA))
+def test_bleu_equals_sacrebleu(name):
+    hypotheses, references = BLEU_CORPORA[name]
+    assert bleu(hypotheses, references) == pytest.approx(_sacrebleu(hypotheses, references), abs=1e-9)
+
+
+def test_bleu_known_values():
+    assert bleu(["the cat sat on the mat ."], [["the cat sat on the mat ."]]) == pytest.approx(100.0)
+    assert bleu(["x y z w"], [["a b c d"]]) == 0.0
+    assert bleu([""], [["a b c d"]]) == 0.0
+    # p = (5/6, 3/5, 1/4, no 4-gram -> 1/(2·3)), BP = 1
+    expected = 100 * math.exp((math.log(5 / 6) + math.log(3 / 5) + math.log(1 / 4) + math.log(1 / 6)) / 4)
+    assert bleu(["a b c x e f"], [["a b c d e f"]]) == pytest.approx(expected)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.sampled_from("a b c d , . the cat 3.5 don't -".split()), max_size=9),
+                          st.lists(st.lists(st.sampled_from("a b c d , . the cat 3.5 don't -".split()),
+                                            max_size=9), min_size=1, max_size=3)),
+                min_size=1, max_size=5))
+def test_bleu_equals_sacrebleu_on_random_corpora(segments):
+    hypotheses = [" ".join(h) for h, _ in segments]
+    references = [[" ".join(r) for r in refs] for _, refs in segments]
+    assert bleu(hypotheses, references) == pytest.approx(_sacrebleu(hypotheses, references), abs=1e-9)
+
+
+def test_bleu_tokenizer_and_errors():
+    assert bleu_tokenize("Hello, world! It costs 3.50.") == ["Hello", ",", "world", "!", "It", "costs", "3.50", "."]
+    with pytest.raises(ValueError, match="one list of references per hypothesis"):
+        bleu(["a"], [["a"], ["b"]])
+    with pytest.raises(ValueError, match="non-empty"):
+        bleu(["a"], ["a"])
+    with pytest.raises(TypeError, match="not a str"):
+        bleu("a b", [["a b"]])

@@ -51,5 +51,6 @@ def test_no_module_is_over_400_lines():
 
 def test_every_reading_path_module_is_documented():
     listed = {path for path, _ in reading_path()}
-    for name in ("config", "attention", "transformer", "bert", "masking", "train", "finetune", "lora", "distill"):
+    for name in ("config", "attention", "transformer", "bert", "masking", "train", "finetune", "lora", "distill",
+                 "gpt", "generation"):
         assert f"mlstep/{name}.py" in listed

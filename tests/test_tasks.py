@@ -6,7 +6,11 @@ from sklearn.metrics import accuracy_score
 from torch import nn
 
 import mlstep
-from mlstep.finetune import BertForSequenceClassification, ClassifierOutput
+from mlstep.finetune import (
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    ClassifierOutput,
+)
 from mlstep.metrics import entity_f1
 from mlstep.tasks import (
     TensorDataset,
@@ -17,6 +21,8 @@ from mlstep.tasks import (
     evaluate_tagger,
     fit,
     predict,
+    trim_padding,
+    word_accuracy,
 )
 
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
@@ -124,3 +130,62 @@ def test_concat_datasets_pads_each_column_with_its_own_filler(tok):
     assert (wide.tensors["labels"][0, first.shape[1]:] == -100).all()  # token labels padded with -100
     with pytest.raises(ValueError, match="different columns"):
         concat_datasets(short, TensorDataset({"input_ids": torch.zeros(1, 3, dtype=torch.long)}))
+
+
+def test_trim_padding_cuts_padding_only_and_keeps_other_columns(tok):
+    tags = encode_tagging(SENTENCES * 2, tok, TAGS)
+    short = encode_classification([{"text": "the soup .", "label": 1}, {"text": "anna visited lima and bob smith .",
+                                                                         "label": 0}], tok)
+    rows = [tags[0], tags[2]]  # the shorter sentence, twice: the batch is cut to its length
+    batch = trim_padding(rows)
+    n = int(tags.tensors["attention_mask"][0].sum())
+    assert n < tags.tensors["input_ids"].shape[1] and batch["input_ids"].shape == (2, n)
+    assert torch.equal(batch["labels"], tags.tensors["labels"][[0, 2], :n])  # per-token labels cut too
+    assert batch["attention_mask"].sum() == tags.tensors["attention_mask"][[0, 2]].sum()  # no real token lost
+    one = trim_padding([short[0]])
+    assert one["input_ids"].shape[1] == int(short.tensors["attention_mask"][0].sum())
+    assert one["labels"].tolist() == [1]  # (B,) labels: untouched
+    logits = torch.randn(2, 5)
+    assert torch.equal(trim_padding([{**short[0], "teacher": logits[0]}, {**short[1], "teacher": logits[1]}])["teacher"],
+                       logits)  # other columns are stacked as they are
+
+
+def test_fit_on_trimmed_batches_gives_the_same_loss_as_padded_ones(tok):
+    data = encode_tagging(SENTENCES * 4, tok, TAGS)
+    cfg = mlstep.BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_layers=1, num_heads=2,
+                            intermediate_size=32, max_position=32, dropout=0.0)
+    torch.manual_seed(0)
+    model = BertForTokenClassification(cfg, len(TAGS)).eval()
+    padded = {k: v[[0, 2]] for k, v in data.tensors.items()}
+    trimmed = trim_padding([data[0], data[2]])
+    assert torch.allclose(model(**padded).loss, model(**trimmed).loss, atol=1e-6)
+
+
+def test_word_accuracy_on_seen_and_unseen_words():
+    predicted = [["NOUN", "VERB"], ["DET", "NOUN", "VERB"], ["X"]]
+    gold = [["NOUN", "NOUN"], ["DET", "NOUN", "VERB"], ["X", "PUNCT"]]  # the last word was cut off
+    words = [["Dogs", "bark"], ["the", "cat", "runs"], ["Hi", "!"]]
+    result = word_accuracy(predicted, gold, words, seen={"dogs", "the", "hi"})
+    assert result["accuracy"] == pytest.approx(5 / 7)
+    assert result["seen_accuracy"] == pytest.approx(3 / 3) and result["unseen_accuracy"] == pytest.approx(2 / 4)
+    assert result["unseen_share"] == pytest.approx(4 / 7)
+    assert word_accuracy(predicted, gold, words) == {"accuracy": pytest.approx(5 / 7)}
+    with pytest.raises(ValueError, match="no words"):
+        word_accuracy([], [], [])
+
+
+def test_predict_runs_short_rows_together_and_returns_the_rows_in_order(tok):
+    data = encode_tagging(SENTENCES * 3, tok, TAGS)
+    rows = encode_classification([{"text": t, "label": 0} for t in ["the soup .", "anna visited lima and bob ."] * 3],
+                                 tok)
+    torch.manual_seed(0)
+    cfg = mlstep.BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_layers=1, num_heads=2,
+                            intermediate_size=32, max_position=32, dropout=0.0)
+    tagger, classifier = BertForTokenClassification(cfg, len(TAGS)).eval(), BertForSequenceClassification(cfg, 2).eval()
+    with torch.no_grad():  # the whole padded set at once, for reference
+        full = tagger(**{k: v for k, v in data.tensors.items() if k != "labels"}).logits
+        whole = classifier(**{k: v for k, v in rows.tensors.items() if k != "labels"}).logits
+    got = predict(tagger, data, batch_size=2)
+    real = data.tensors["attention_mask"].bool()
+    assert got.shape == full.shape and torch.allclose(got[real], full[real], atol=1e-5)
+    assert torch.allclose(predict(classifier, rows, batch_size=4), whole, atol=1e-5)

@@ -521,32 +521,3 @@ def test_ddp_gradients_equal_single_process(tmp_path):
     assert os.listdir(tmp_path).count("ckpt.pt") == 1  # written once, by rank 0
 
 
-# --- GPU ----------------------------------------------------------------------------------------
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("precision", ["auto", "bf16", "fp32"])
-def test_autocast_on_cuda(precision):
-    x, y = blobs()
-    seen = {}
-
-    def step(model, batch):
-        logits = model(batch[0])
-        seen["dtype"], seen["device"] = logits.dtype, logits.device.type
-        return F.cross_entropy(logits.float(), batch[1])
-
-    model = make()
-    h = train(
-        model,
-        [(x, y)],
-        step,
-        TrainConfig(max_steps=60, lr=1e-2, device="cuda", precision=precision, progress=False),
-    )
-    assert seen == {
-        "dtype": torch.float32 if precision == "fp32" else torch.bfloat16,
-        "device": "cuda",
-    }
-    assert all(
-        p.dtype == torch.float32 and p.is_cuda for p in model.parameters()
-    )  # master weights stay fp32
-    assert losses(h)[-1][1] < 0.5 * losses(h)[0][1]

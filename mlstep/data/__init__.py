@@ -6,9 +6,12 @@ JSON Lines under ``data/generated/`` and returns a ``datasets.Dataset``. ``data/
 its data card. Regenerate and print statistics with ``python -m mlstep.data``.
 
 The real benchmarks (SST-2, AG News, IMDb, MNLI, CoNLL-2003, WikiText-2) load through
-``datasets`` from the Hugging Face Hub, or from local copies with ``path=``.
+``datasets`` from the Hugging Face Hub, or from local copies with ``path=``. Universal
+Dependencies treebanks (CoNLL-U) load with ``load_conllu``; ``load_ud_english_ewt()`` reads the
+slice of the English Web Treebank committed in ``data/realtext/`` (chapter 10).
 """
 
+from mlstep.data.conllu import UPOS_TAGS, load_conllu, load_ud_english_ewt, read_conllu
 from mlstep.data.corpus import (
     NLI_LABELS,
     SENTIMENT_LABELS,
@@ -18,6 +21,7 @@ from mlstep.data.corpus import (
     CorpusConfig,
     generate_corpus,
 )
+from mlstep.data.grammar import is_corpus_sentence
 from mlstep.data.loaders import (
     load_ag_news,
     load_conll2003,
@@ -26,8 +30,9 @@ from mlstep.data.loaders import (
     load_sst2,
     load_wikitext2,
 )
-from mlstep.data.store import default_data_dir, load_task, write_corpus
+from mlstep.data.store import default_data_dir, load_task, realtext_dir, write_corpus
 
 __all__ = ["CorpusConfig", "generate_corpus", "write_corpus", "load_task", "default_data_dir", "TOPICS",
            "SENTIMENT_LABELS", "TAGS", "NLI_LABELS", "TASK_SPLITS", "load_sst2", "load_ag_news",
-           "load_imdb", "load_mnli", "load_conll2003", "load_wikitext2"]
+           "load_imdb", "load_mnli", "load_conll2003", "load_wikitext2",
+           "UPOS_TAGS", "read_conllu", "load_conllu", "load_ud_english_ewt", "realtext_dir", "is_corpus_sentence"]

@@ -31,7 +31,7 @@ from mlstep.data.corpus import (
 )
 from mlstep.utils import atomic_write
 
-__all__ = ["default_data_dir", "write_corpus", "load_task", "corpus_fingerprint"]
+__all__ = ["default_data_dir", "realtext_dir", "write_corpus", "load_task", "corpus_fingerprint"]
 
 FORMAT_VERSION = 1  # bump when the file layout (not the generator) changes
 
@@ -46,6 +46,15 @@ def default_data_dir() -> Path:
         return repo / "data" / "generated"
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "mlstep" / "generated"
+
+
+def realtext_dir() -> Path:
+    """``data/realtext`` of the source checkout: the real-English slices and model it commits."""
+    folder = Path(__file__).resolve().parents[2] / "data" / "realtext"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is missing: the real-text slices ship with a source checkout "
+                                "of mlstep (git clone), not with the installed package")
+    return folder
 
 
 def _jsonl_bytes(records: list[dict[str, Any]]) -> bytes:

@@ -26,7 +26,11 @@ The checks, by chapter (one submodule each; import them all from here):
 * 05 :mod:`~mlstep.exercises.pairs`: ``check_nsp_pairs``, ``check_sop_pairs``
 * 06 :mod:`~mlstep.exercises.finetuning`: ``check_freeze_encoder``, ``check_lora_linear``
 * 07 :mod:`~mlstep.exercises.distillation`: ``check_soft_targets``, ``check_distillation_loss``
+* 08 :mod:`~mlstep.exercises.gpt`: ``check_next_token_loss``, ``check_top_k_filter``,
+  ``check_temperature_prediction``
 * 09 :mod:`~mlstep.exercises.multistage`: ``check_layerwise_loss``, ``check_magnitude_mask``
+* 10 :mod:`~mlstep.exercises.realtext`: ``check_read_conllu``, ``check_unseen_word_accuracy``, and
+  ``check_prediction`` (a prediction against a measurement, not a function check)
 
 Adding a check: in the chapter's submodule, decorate ``check_x(fn) -> (passed, message)`` with
 ``@_register`` (from :mod:`mlstep.exercises._core`); for one tensor per input, build a list of
@@ -49,9 +53,19 @@ from mlstep.exercises.attention import (
 from mlstep.exercises.distillation import check_distillation_loss, check_soft_targets
 from mlstep.exercises.encoder import check_bert_parameter_count, check_wordpiece
 from mlstep.exercises.finetuning import check_freeze_encoder, check_lora_linear
+from mlstep.exercises.gpt import (
+    check_next_token_loss,
+    check_temperature_prediction,
+    check_top_k_filter,
+)
 from mlstep.exercises.masking import check_mask_tokens, check_mlm_loss
 from mlstep.exercises.multistage import PREDICTIONS, check_layerwise_loss, check_magnitude_mask
 from mlstep.exercises.pairs import check_nsp_pairs, check_sop_pairs
+from mlstep.exercises.realtext import (
+    check_prediction,
+    check_read_conllu,
+    check_unseen_word_accuracy,
+)
 
 __all__ = [
     "CHECKS",
@@ -78,8 +92,16 @@ __all__ = [
     # 07 distillation
     "check_soft_targets",
     "check_distillation_loss",
+    # 08 GPT
+    "check_next_token_loss",
+    "check_top_k_filter",
+    "check_temperature_prediction",
     # 09 multi-stage training
     "check_layerwise_loss",
     "check_magnitude_mask",
     "PREDICTIONS",
+    # 10 real English
+    "check_read_conllu",
+    "check_unseen_word_accuracy",
+    "check_prediction",
 ]

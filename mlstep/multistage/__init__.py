@@ -5,7 +5,7 @@ pieces (:mod:`mlstep.layerwise`, :mod:`mlstep.curriculum`, :mod:`mlstep.multitas
 :mod:`mlstep.prune`, :mod:`mlstep.pipeline`, :mod:`mlstep.distill`, :func:`mlstep.tasks.fit`),
 and returns a flat dict of numbers. The chapter runs seed 0 live; the sweep over seeds::
 
-    python -m mlstep.multistage --seeds 0 1 2 3 4       # writes data/results/09_multistage.json
+    python -m mlstep.multistage --seeds 0 1 2       # writes chapters/results/09_multistage.json
 
 runs each experiment for each seed and writes every number; :func:`summary` gives mean ± sd.
 
@@ -46,8 +46,8 @@ EXPERIMENTS: dict[str, Callable[..., dict[str, Any]]] = {
 
 
 def default_results_path() -> Path:
-    """``data/results/09_multistage.json`` of the source checkout (committed)."""
-    return Path(__file__).resolve().parents[2] / "data" / "results" / "09_multistage.json"
+    """``chapters/results/09_multistage.json`` of the source checkout (committed)."""
+    return Path(__file__).resolve().parents[2] / "chapters" / "results" / "09_multistage.json"
 
 
 def run_sweep(seeds: Sequence[int], experiments: Sequence[str] | None = None) -> dict[str, Any]:
@@ -93,5 +93,5 @@ def compare(live: dict[str, Any], results: dict[str, Any], keys: Sequence[str]) 
 
 
 def load_results(path: str | Path | None = None) -> dict[str, Any]:
-    """The committed sweep (``data/results/09_multistage.json``)."""
+    """The committed sweep (``chapters/results/09_multistage.json``)."""
     return json.loads(Path(path or default_results_path()).read_text())

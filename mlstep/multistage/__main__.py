@@ -19,9 +19,9 @@ from mlstep.utils import atomic_write, set_threads
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Chapter 09's experiments over several seeds.")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--experiments", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS))
-    parser.add_argument("--out", type=Path, default=None, help="JSON file (default: data/results/09_multistage.json)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON file (default: chapters/results/09_multistage.json)")
     args = parser.parse_args(argv)
     threads = set_threads()
     path = args.out or default_results_path()

@@ -1,4 +1,4 @@
-"""Evaluation metrics: accuracy, precision/recall/F1, confusion matrix, entity-level F1, perplexity.
+"""Classification and tagging metrics: accuracy, precision/recall/F1, confusion matrix, entity-level F1.
 
 Pure numpy; scikit-learn is only the reference the tests compare
 against, never a runtime dependency.
@@ -17,7 +17,6 @@ against, never a runtime dependency.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -29,7 +28,6 @@ __all__ = [
     "confusion_matrix",
     "bio_entities",
     "entity_f1",
-    "perplexity",
 ]
 
 _AVERAGES = ("macro", "micro", "weighted", None)
@@ -356,33 +354,3 @@ def entity_f1(
             t: {**_prf(*c), "support": c[2]} for t, c in sorted(counts.items())
         }
     return result
-
-
-# --- language modeling ---------------------------------------------------------------------------
-
-def perplexity(mean_nll) -> float:
-    """``exp(mean negative log-likelihood)``: the effective number of equally likely choices.
-
-    Args:
-        mean_nll: the mean per-token cross-entropy in nats (``F.cross_entropy``'s default mean),
-            as a float or a one-element tensor.
-
-    Returns:
-        The perplexity as a float; ``inf`` when ``exp`` would overflow (a diverged run), rather
-        than an ``OverflowError`` in the middle of a training log.
-    """
-    if isinstance(mean_nll, torch.Tensor):
-        if mean_nll.numel() != 1:
-            raise ValueError(
-                f"perplexity takes the mean NLL (one number), got a tensor of shape "
-                f"{tuple(mean_nll.shape)}; pass loss.mean()"
-            )
-        mean_nll = mean_nll.item()
-    x = float(mean_nll)
-    if math.isnan(x):
-        raise ValueError("mean_nll is NaN (the loss diverged or was averaged over nothing)")
-    if x < -1e-6:  # tiny negatives are float rounding of a perfect prediction
-        raise ValueError(f"mean_nll must be >= 0 (a negative log-likelihood), got {x}")
-    if x > math.log(np.finfo(np.float64).max):
-        return math.inf
-    return math.exp(max(x, 0.0))
