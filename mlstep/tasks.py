@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from mlstep.crf import BertCRFTagger
 from mlstep.finetune import MODEL_INPUTS, classification_step
 from mlstep.metrics import accuracy, entity_f1
 from mlstep.train import History, TrainConfig, train
@@ -150,17 +151,22 @@ def fit(model: nn.Module, data: TensorDataset, steps: int, lr: float = 1e-3, bat
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data: TensorDataset, batch_size: int = 256) -> Tensor:
-    """Logits for every row of ``data``: ``(N, C)`` for sequences, ``(N, T, C)`` for tokens."""
+def _batched(model: nn.Module, data: TensorDataset, run: Callable, batch_size: int = 256) -> list:
+    """``run(inputs, rows)`` on ``data`` batch by batch, in eval mode; one result per batch."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     out = []
     for start in range(0, len(data), batch_size):
-        batch = {k: v[start:start + batch_size].to(device) for k, v in data.tensors.items() if k in MODEL_INPUTS}
-        out.append(model(**batch).logits.float().cpu())
+        rows = slice(start, start + batch_size)
+        out.append(run({k: v[rows].to(device) for k, v in data.tensors.items() if k in MODEL_INPUTS}, rows))
     model.train(was_training)
-    return torch.cat(out)
+    return out
+
+
+def predict(model: nn.Module, data: TensorDataset, batch_size: int = 256) -> Tensor:
+    """Logits for every row of ``data``: ``(N, C)`` for sequences, ``(N, T, C)`` for tokens."""
+    return torch.cat(_batched(model, data, lambda inputs, rows: model(**inputs).logits.float().cpu(), batch_size))
 
 
 def evaluate_classifier(model: nn.Module, data: TensorDataset) -> float:
@@ -169,14 +175,25 @@ def evaluate_classifier(model: nn.Module, data: TensorDataset) -> float:
 
 
 def evaluate_tagger(model: nn.Module, data: TensorDataset, tag_names: Sequence[str]) -> dict[str, float]:
-    """Entity-level precision / recall / F1 over words (first-piece predictions), as CoNLL scores."""
+    """Entity-level precision / recall / F1 over words, as CoNLL scores: first-piece predictions, or
+    whole sentences decoded by Viterbi for a :class:`~mlstep.crf.BertCRFTagger`."""
     if "word_ids" not in data.extra:
         raise ValueError("data has no word ids: encode it with encode_tagging")
-    piece_preds = predict(model, data).argmax(-1)  # (N, T)
-    predicted = []
-    for row, word_ids in zip(piece_preds.tolist(), data.extra["word_ids"]):
-        predicted.append([tag_names[i] for i in pieces_to_word_predictions(row, word_ids)])
+    if isinstance(model, BertCRFTagger):
+        word_preds = _viterbi_words(model, data)
+    else:
+        piece_preds = predict(model, data).argmax(-1)  # (N, T)
+        word_preds = [pieces_to_word_predictions(row, wids) for row, wids in zip(piece_preds.tolist(), data.extra["word_ids"])]
+    predicted = [[tag_names[i] for i in row] for row in word_preds]
     gold = [tags[:len(p)] for tags, p in zip(data.extra["tags"], predicted)]  # truncated sentences
     result = entity_f1(predicted, gold)
     return {k: result[k] for k in ("precision", "recall", "f1")}
 
+
+def _viterbi_words(model: BertCRFTagger, data: TensorDataset) -> list[list[int]]:
+    """A CRF tagger's best tag sequence over the words of every row (first pieces start words)."""
+    starts = torch.tensor([[w is not None and (j == 0 or w != wids[j - 1]) for j, w in enumerate(wids)]
+                           for wids in data.extra["word_ids"]])  # (N, T)
+    batches = _batched(model, data, lambda inputs, rows: model.decode(
+        **inputs, starts=starts[rows].to(inputs["input_ids"].device)))
+    return [path for batch in batches for path in batch]
