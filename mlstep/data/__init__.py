@@ -26,8 +26,9 @@ from mlstep.data.loaders import (
     load_sst2,
     load_wikitext2,
 )
-from mlstep.data.store import default_data_dir, load_task, write_corpus
+from mlstep.data.store import default_data_dir, english_sample, load_task, write_corpus
 
 __all__ = ["CorpusConfig", "generate_corpus", "write_corpus", "load_task", "default_data_dir", "TOPICS",
            "SENTIMENT_LABELS", "TAGS", "NLI_LABELS", "TASK_SPLITS", "load_sst2", "load_ag_news",
-           "load_imdb", "load_mnli", "load_conll2003", "load_wikitext2"]
+           "load_imdb", "load_mnli", "load_conll2003", "load_wikitext2",
+           "english_sample"]
