@@ -30,7 +30,8 @@ from mlstep.utils import IGNORE_INDEX
 from mlstep.wordpiece import WordPieceTokenizer
 
 __all__ = ["TensorDataset", "concat_datasets", "encode_classification", "encode_tagging", "fit", "predict",
-           "evaluate_classifier", "evaluate_tagger", "align_labels_to_pieces", "pieces_to_word_predictions"]
+           "evaluate_classifier", "evaluate_tagger", "predict_tags", "align_labels_to_pieces",
+           "pieces_to_word_predictions"]
 
 
 class TensorDataset(Dataset):
@@ -174,9 +175,9 @@ def evaluate_classifier(model: nn.Module, data: TensorDataset) -> float:
     return accuracy(predict(model, data).argmax(-1), data.tensors["labels"])
 
 
-def evaluate_tagger(model: nn.Module, data: TensorDataset, tag_names: Sequence[str]) -> dict[str, float]:
-    """Entity-level precision / recall / F1 over words, as CoNLL scores: first-piece predictions, or
-    whole sentences decoded by Viterbi for a :class:`~mlstep.crf.BertCRFTagger`."""
+def predict_tags(model: nn.Module, data: TensorDataset, tag_names: Sequence[str]) -> list[list[str]]:
+    """The predicted tag of every word of every row: the first piece's argmax, or, for a
+    :class:`~mlstep.crf.BertCRFTagger`, the whole sentence's best sequence (Viterbi)."""
     if "word_ids" not in data.extra:
         raise ValueError("data has no word ids: encode it with encode_tagging")
     if isinstance(model, BertCRFTagger):
@@ -184,7 +185,12 @@ def evaluate_tagger(model: nn.Module, data: TensorDataset, tag_names: Sequence[s
     else:
         piece_preds = predict(model, data).argmax(-1)  # (N, T)
         word_preds = [pieces_to_word_predictions(row, wids) for row, wids in zip(piece_preds.tolist(), data.extra["word_ids"])]
-    predicted = [[tag_names[i] for i in row] for row in word_preds]
+    return [[tag_names[i] for i in row] for row in word_preds]
+
+
+def evaluate_tagger(model: nn.Module, data: TensorDataset, tag_names: Sequence[str]) -> dict[str, float]:
+    """Entity-level precision / recall / F1 over words (:func:`predict_tags`), as CoNLL scores."""
+    predicted = predict_tags(model, data, tag_names)
     gold = [tags[:len(p)] for tags, p in zip(data.extra["tags"], predicted)]  # truncated sentences
     result = entity_f1(predicted, gold)
     return {k: result[k] for k in ("precision", "recall", "f1")}

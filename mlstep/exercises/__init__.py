@@ -28,7 +28,9 @@ The checks, by chapter (one submodule each; import them all from here):
 * 07 :mod:`~mlstep.exercises.distillation`: ``check_soft_targets``, ``check_distillation_loss``
 * experiments (predict, measure, compare with a stated range) :mod:`~mlstep.exercises.experiments`:
   ``check_top_key_weight`` (01), ``check_attention_flop_share`` (02),
-  ``check_pieces_per_word`` (03)
+  ``check_pieces_per_word`` (03), ``check_masked_accuracy_at`` (04),
+  ``check_accuracy_on_label`` (05), ``check_linear_probe`` (06),
+  ``check_soft_target_entropy`` (07)
 
 Adding a check: in the chapter's submodule, decorate ``check_x(fn) -> (passed, message)`` with
 ``@_register`` (from :mod:`mlstep.exercises._core`); for one tensor per input, build a list of
@@ -50,7 +52,15 @@ from mlstep.exercises.attention import (
 )
 from mlstep.exercises.distillation import check_distillation_loss, check_soft_targets
 from mlstep.exercises.encoder import check_bert_parameter_count, check_wordpiece
-from mlstep.exercises.experiments import check_attention_flop_share, check_pieces_per_word, check_top_key_weight
+from mlstep.exercises.experiments import (
+    check_accuracy_on_label,
+    check_attention_flop_share,
+    check_linear_probe,
+    check_masked_accuracy_at,
+    check_pieces_per_word,
+    check_soft_target_entropy,
+    check_top_key_weight,
+)
 from mlstep.exercises.finetuning import check_freeze_encoder, check_lora_linear
 from mlstep.exercises.masking import check_mask_tokens, check_mlm_loss
 from mlstep.exercises.pairs import check_nsp_pairs, check_sop_pairs
@@ -84,4 +94,8 @@ __all__ = [
     "check_top_key_weight",
     "check_attention_flop_share",
     "check_pieces_per_word",
+    "check_masked_accuracy_at",
+    "check_accuracy_on_label",
+    "check_linear_probe",
+    "check_soft_target_entropy",
 ]

@@ -14,6 +14,7 @@ learner's, to compare.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Callable
@@ -24,9 +25,16 @@ import torch
 
 from mlstep.data import english_sample, load_task
 from mlstep.exercises._core import _call, _one_line, _register
+from mlstep.masking import sop_pairs
+from mlstep.tasks import encode_classification
+from mlstep.pretrain import MaskingCollator, PairDataset, evaluate_pretraining, fixed_batches, load_course_model, make_pairs
 from mlstep.wordpiece import WordPieceTokenizer
 
-__all__ = ["check_top_key_weight", "check_attention_flop_share", "check_pieces_per_word"]
+__all__ = ["check_top_key_weight", "check_attention_flop_share", "check_pieces_per_word",
+           "check_masked_accuracy_at",
+           "check_accuracy_on_label",
+           "check_linear_probe",
+           "check_soft_target_entropy"]
 
 
 @dataclass(frozen=True)
@@ -190,3 +198,182 @@ _PIECES = _Experiment(
 def check_pieces_per_word(fn: Callable[..., Any], prediction: Any = None) -> tuple[bool, str]:
     """``fn(lines, vocab_size)``: mean pieces per whitespace-separated word after WordPiece training."""
     return _run_experiment(fn, _PIECES, prediction)
+
+
+# --- 04: how much context does the masked language model need? -----------------------------------
+
+@functools.cache
+def _course_model_and_pairs() -> tuple:
+    """The committed course model, its tokenizer, and 1,044 held-out sentence pairs (200 documents)."""
+    model, tokenizer, _ = load_course_model()
+    pairs = make_pairs(load_task("pretrain", "validation")["sentences"][:200], "mlm")
+    return model, tokenizer, PairDataset(pairs, tokenizer, max_length=64)
+
+
+def _masked_accuracy_at(model, dataset, tokenizer, rate: float, *, ignore_rate: bool = False) -> float:
+    collator = MaskingCollator(tokenizer, mlm_probability=0.15 if ignore_rate else rate, sentence_labels=False)
+    return evaluate_pretraining(model, fixed_batches(dataset, collator, seed=0, limit=500))["mlm_accuracy"]
+
+
+def _masking_case(rate: float) -> Callable[[], tuple]:
+    def args() -> tuple:
+        model, tokenizer, dataset = _course_model_and_pairs()
+        return model, dataset, tokenizer, rate
+    return args
+
+
+_MASKING = _Experiment(
+    cases=tuple((_masking_case(r), f"{r:.0%} of the tokens masked") for r in (0.15, 0.3, 0.5)),
+    reference=_masked_accuracy_at,
+    variants=(
+        ("the masking rate is not used: pass it as MaskingCollator(..., mlm_probability=rate)",
+         lambda *a: _masked_accuracy_at(*a, ignore_rate=True)),
+        ("that is the error rate: return the share of masked tokens predicted *correctly*",
+         lambda *a: 1 - _masked_accuracy_at(*a)),
+    ),
+    tolerance=0.03, key=2, stated=(0.52, 0.62),
+    lesson="with half of every pair hidden the course model still gets most masked words right, a few "
+           "points below 15 %: the corpus's sentences are regular enough that half of one pins down the rest",
+)
+
+
+@_register
+def check_masked_accuracy_at(fn: Callable[..., Any], prediction: Any = None) -> tuple[bool, str]:
+    """``fn(model, dataset, tokenizer, rate)``: held-out masked-token accuracy with ``rate`` masked."""
+    return _run_experiment(fn, _MASKING, prediction)
+
+
+# --- 05: what does an NSP model make of a swapped pair? --------------------------------------------
+
+def _accuracy_on_label(model, tokenizer, pairs, label: int, *, keep_all: bool = False, flip: bool = False) -> float:
+    chosen = [p for p in pairs if keep_all or p[2] == label]
+    batches = fixed_batches(PairDataset(chosen, tokenizer, max_length=64), MaskingCollator(tokenizer), seed=0)
+    accuracy = evaluate_pretraining(model, batches)["nsp_accuracy"]
+    return 1 - accuracy if flip else accuracy
+
+
+def _label_case(label: int) -> Callable[[], tuple]:
+    def args() -> tuple:
+        model, tokenizer, _ = _course_model_and_pairs()
+        return model, tokenizer, sop_pairs(load_task("pretrain", "validation")["sentences"][:200], seed=0), label
+    return args
+
+
+_SWAPPED = _Experiment(
+    cases=((_label_case(0), "SOP pairs in order (label 0)"), (_label_case(1), "swapped SOP pairs (label 1)")),
+    reference=_accuracy_on_label,
+    variants=(
+        ("that is the accuracy on all the pairs: keep only those whose label is `label`",
+         lambda *a: _accuracy_on_label(*a, keep_all=True)),
+        ("that is the share of *wrong* answers: return the accuracy",
+         lambda *a: _accuracy_on_label(*a, flip=True)),
+    ),
+    tolerance=0.03, key=1, stated=(0.45, 0.62),
+    lesson="the NSP-trained course model accepts in-order pairs almost always, but calls only about half of "
+           "the swapped pairs 'NotNext': a swapped pair shares names and topic with a true one",
+)
+
+
+@_register
+def check_accuracy_on_label(fn: Callable[..., Any], prediction: Any = None) -> tuple[bool, str]:
+    """``fn(model, tokenizer, pairs, label)``: the sentence head's accuracy on the pairs with ``label``."""
+    return _run_experiment(fn, _SWAPPED, prediction)
+
+
+# --- 06: what a linear probe on frozen features can read -------------------------------------------
+
+@functools.cache
+def _probe_features() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The course model's pooled [CLS] features and labels: 500 training sentences (seen words), and
+    the unseen-word test sentences without and with "not"."""
+    model, tokenizer, _ = _course_model_and_pairs()
+    out = {}
+    for name, split, keep in (("train", "train", lambda t: True), ("plain", "test_unseen", lambda t: " not " not in t),
+                              ("negated", "test_unseen", lambda t: " not " in t)):
+        rows = [r for r in load_task("sentiment", split) if keep(r["text"])][:500]
+        data = encode_classification(rows, tokenizer)
+        with torch.no_grad():
+            inputs = {k: v for k, v in data.tensors.items() if k != "labels"}
+            out[name] = (model.bert(**inputs).pooled_output, data.tensors["labels"])
+    return out
+
+
+def _train_probe(train_x, train_y, test_x, test_y, steps: int, *, score_train: bool = False) -> float:
+    """``nn.Linear`` after ``torch.manual_seed(0)``, full-batch Adam at 1e-2 for ``steps``; test accuracy."""
+    torch.manual_seed(0)
+    probe = torch.nn.Linear(train_x.shape[1], 2)
+    opt = torch.optim.Adam(probe.parameters(), lr=1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(probe(train_x), train_y).backward()
+        opt.step()
+    x, y = (train_x, train_y) if score_train else (test_x, test_y)
+    with torch.no_grad():
+        return (probe(x).argmax(-1) == y).float().mean().item()
+
+
+def _probe_case(test: str, steps: int) -> Callable[[], tuple]:
+    return lambda: (*_probe_features()["train"], *_probe_features()[test], steps)
+
+
+_PROBE = _Experiment(
+    cases=((_probe_case("plain", 100), "no 'not', 100 steps"), (_probe_case("negated", 100), "negated, 100 steps"),
+           (_probe_case("negated", 3000), "negated, 3,000 steps")),
+    reference=_train_probe,
+    variants=(
+        ("that is the accuracy on the *training* features: score the test features",
+         lambda *a: _train_probe(*a, score_train=True)),
+        ("that is the error rate: return the share of test sentences classified correctly",
+         lambda *a: 1 - _train_probe(*a)),
+    ),
+    tolerance=0.05, key=2, stated=(0.55, 0.85),
+    lesson="trained long enough, the probe reads 'not' from the frozen features too; briefly trained, it "
+           "only fits the majority cue, the adjective's polarity, which 70 % of its training sentences follow",
+)
+
+
+@_register
+def check_linear_probe(fn: Callable[..., Any], prediction: Any = None) -> tuple[bool, str]:
+    """``fn(train_features, train_labels, test_features, test_labels, steps)``: a linear probe's test accuracy."""
+    return _run_experiment(fn, _PROBE, prediction)
+
+
+# --- 07: how soft are the soft targets? ----------------------------------------------------------
+
+def _soft_target_entropy(logits: torch.Tensor, temperature: float, *, nats: bool = False, scale: bool = True,
+                         total: bool = False) -> float:
+    p = (logits / (temperature if scale else 1.0)).softmax(-1)  # (B, C)
+    h = -(p * p.clamp_min(1e-12).log()).sum(-1) / (1.0 if nats else math.log(2))  # (B,) in bits
+    return (h.sum() if total else h.mean()).item()
+
+
+def _confident_teacher(temperature: float) -> Callable[[], tuple]:
+    """Logits of a confident binary teacher: margins between 4 and 8, either class winning."""
+    def args() -> tuple:
+        g = torch.Generator().manual_seed(7)
+        margin = 4 + 4 * torch.rand(256, generator=g)
+        sign = torch.where(torch.rand(256, generator=g) < 0.5, 1.0, -1.0)
+        return torch.stack([margin * sign / 2, -margin * sign / 2], dim=-1), temperature
+    return args
+
+
+_ENTROPY = _Experiment(
+    cases=tuple((_confident_teacher(T), f"T = {T:g}") for T in (1.0, 2.0, 4.0, 8.0)),
+    reference=_soft_target_entropy,
+    variants=(
+        ("that is in nats (natural log): measure in bits, log base 2", lambda *a: _soft_target_entropy(*a, nats=True)),
+        ("the temperature is not used: divide the logits by T before the softmax",
+         lambda *a: _soft_target_entropy(*a, scale=False)),
+        ("that is the sum over the batch: return the mean entropy per example",
+         lambda *a: _soft_target_entropy(*a, total=True)),
+    ),
+    tolerance=1e-4, key=3, stated=(0.75, 0.95),
+    lesson="at T = 8 even a confident teacher's targets are close to a coin flip (1 bit), while still leaning "
+           "towards its answer; the T² factor of the loss makes up for their small gradients",
+)
+
+
+@_register
+def check_soft_target_entropy(fn: Callable[..., Any], prediction: Any = None) -> tuple[bool, str]:
+    """``fn(logits, temperature)``: the mean entropy, in bits, of ``softmax(logits / T)``."""
+    return _run_experiment(fn, _ENTROPY, prediction)
