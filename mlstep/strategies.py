@@ -11,8 +11,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mlstep.finetune import (BertForSequenceClassification, GradualUnfreezer, classification_step, find_bert,
-                             freeze_encoder, layerwise_lr_groups)
+from mlstep.finetune import (
+    BertForSequenceClassification,
+    GradualUnfreezer,
+    classification_step,
+    find_bert,
+    freeze_encoder,
+    layerwise_lr_groups,
+)
 from mlstep.lora import apply_lora
 from mlstep.tasks import TensorDataset, fit
 

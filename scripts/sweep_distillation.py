@@ -16,31 +16,35 @@ Accuracy is reported on seen and unseen polar words separately. The chapter reru
 from __future__ import annotations
 
 import itertools
-import json
-import pathlib
-import statistics
 import sys
 
 import torch
+from _results import summary, write_results
 
 from mlstep.bert import BertConfig
 from mlstep.data import load_task
-from mlstep.distill import (distillation_step_fn, init_embeddings_by_projection, init_student_from_teacher,
-                            student_config)
+from mlstep.distill import (
+    distillation_step_fn,
+    init_embeddings_by_projection,
+    init_student_from_teacher,
+    student_config,
+)
 from mlstep.finetune import BertForSequenceClassification
 from mlstep.pretrain import load_course_model
-from mlstep.tasks import TensorDataset, concat_datasets, encode_classification, evaluate_classifier, fit, predict
+from mlstep.tasks import (
+    TensorDataset,
+    concat_datasets,
+    encode_classification,
+    evaluate_classifier,
+    fit,
+    predict,
+)
 from mlstep.utils import set_threads
 
-OUT = pathlib.Path(__file__).resolve().parents[1] / "chapters" / "results" / "07_distillation.json"
 SEEDS = (0, 1, 2)
 STEPS = 1200
 TEMPERATURES, ALPHAS = (1.0, 2.0, 4.0, 8.0), (0.5, 0.9, 1.0)
 
-
-def summary(values: list[float]) -> dict:
-    return {"values": [round(v, 4) for v in values], "mean": round(statistics.mean(values), 4),
-            "sd": round(statistics.stdev(values), 4)}
 
 
 def main() -> int:
@@ -112,9 +116,7 @@ def main() -> int:
                           "unseen": round(evaluate_classifier(teacher, test_unseen), 4)},
               "sweep": sweep, "best": {"temperature": best["temperature"], "alpha": best["alpha"]},
               "students": students}
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {OUT}")
+    write_results("07_distillation.json", result)
     return 0
 
 

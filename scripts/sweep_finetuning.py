@@ -14,23 +14,27 @@ The chapter plots these numbers and reruns seed 0 of each live, asserting it lan
 from __future__ import annotations
 
 import itertools
-import json
-import pathlib
-import statistics
 import sys
 import time
 
 import torch
+from _results import summary, write_results
 
 from mlstep.crf import BertCRFTagger
 from mlstep.data import TAGS, load_task
 from mlstep.finetune import BertForSequenceClassification, BertForTokenClassification
 from mlstep.pretrain import load_course_model
 from mlstep.strategies import STRATEGIES, finetune_with, sample_rows
-from mlstep.tasks import TensorDataset, encode_classification, encode_tagging, evaluate_classifier, evaluate_tagger, fit
+from mlstep.tasks import (
+    TensorDataset,
+    encode_classification,
+    encode_tagging,
+    evaluate_classifier,
+    evaluate_tagger,
+    fit,
+)
 from mlstep.utils import set_threads
 
-OUT = pathlib.Path(__file__).resolve().parents[1] / "chapters" / "results" / "06_fine_tuning.json"
 SEEDS = (0, 1, 2, 3, 4)
 LABELS, TAG_LABELS = 100, 30
 LRS, STEPS = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2), (100, 300, 1000)
@@ -45,10 +49,6 @@ def negated_split(split: str, tokenizer) -> dict[str, TensorDataset]:
             for name, keep in (("negated", negated), ("plain", ~negated))}
     return {"all": data, **part}
 
-
-def summary(values: list[float]) -> dict:
-    return {"values": [round(v, 4) for v in values], "mean": round(statistics.mean(values), 4),
-            "sd": round(statistics.stdev(values), 4)}
 
 
 def strategies(pretrained, tokenizer) -> dict:
@@ -123,9 +123,7 @@ def main() -> int:
               "sentiment": {"labels": LABELS, "lrs": list(LRS), "steps": list(STEPS),
                             "strategies": strategies(pretrained, tokenizer)},
               "tagging": tagging(pretrained, tokenizer), "nli": nli(pretrained, tokenizer)}
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {OUT}")
+    write_results("06_fine_tuning.json", result)
     return 0
 
 

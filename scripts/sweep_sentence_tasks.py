@@ -14,21 +14,27 @@ The chapter reruns seed 0 of "then 600 steps of MLM + SOP" live and checks it la
 
 from __future__ import annotations
 
-import json
-import pathlib
-import statistics
 import sys
 
 import torch
+from _results import summary, write_results
 from torch.utils.data import DataLoader
 
 from mlstep.data import load_task
-from mlstep.pretrain import (MaskingCollator, PairDataset, PretrainRecipe, evaluate_pretraining, fixed_batches,
-                             load_course_model, make_pairs, pretrain_on_corpus, pretraining_step)
+from mlstep.pretrain import (
+    MaskingCollator,
+    PairDataset,
+    PretrainRecipe,
+    evaluate_pretraining,
+    fixed_batches,
+    load_course_model,
+    make_pairs,
+    pretrain_on_corpus,
+    pretraining_step,
+)
 from mlstep.train import TrainConfig, train
 from mlstep.utils import set_threads
 
-OUT = pathlib.Path(__file__).resolve().parents[1] / "chapters" / "results" / "05_sentence_tasks.json"
 SEEDS = (0, 1, 2)
 CONTINUE_STEPS = 600
 
@@ -48,10 +54,6 @@ def continue_training(model, tokenizer, objective: str, seed: int) -> None:
           TrainConfig(max_steps=CONTINUE_STEPS, lr=1e-3, warmup_ratio=0.1, seed=seed, device="cpu", progress=False))
     model.eval()
 
-
-def summary(values: list[float]) -> dict:
-    return {"values": [round(v, 4) for v in values], "mean": round(statistics.mean(values), 4),
-            "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
 
 
 def main() -> int:
@@ -81,9 +83,7 @@ def main() -> int:
               "held_out_pairs": 2000,
               "runs": {name: {task: summary([r[task] for r in rs]) for task in ("NSP", "SOP")}
                        for name, rs in runs.items()}}
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {OUT}")
+    write_results("05_sentence_tasks.json", result)
     return 0
 
 

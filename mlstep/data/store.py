@@ -171,7 +171,7 @@ def load_task(task: str, split: str, data_dir: str | os.PathLike | None = None,
 
 def english_sample() -> list[str]:
     """Lines of real English that ship with a source checkout: the docstrings of mlstep 0.2, frozen
-    in ``data/english/mlstep_docstrings.txt`` (11,800 words; chapter 03 trains WordPiece on them)."""
+    in ``data/english/mlstep_docstrings.txt`` (about 12,400 words; chapter 03 trains WordPiece on them)."""
     path = Path(__file__).resolve().parents[2] / "data" / "english" / "mlstep_docstrings.txt"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: it ships with a source checkout of mlstep")

@@ -16,7 +16,12 @@ from pathlib import Path
 
 import nbformat
 
-from mlstep.exercises.editions import ExerciseError, solution_leaks, student_notebook, write_student_editions
+from mlstep.exercises.editions import (
+    ExerciseError,
+    solution_leaks,
+    student_notebook,
+    write_student_editions,
+)
 from mlstep.exercises.grading import GradeError, grade_notebook
 from mlstep.exercises.verify import quick_verify
 

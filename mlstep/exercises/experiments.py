@@ -26,8 +26,15 @@ import torch
 from mlstep.data import english_sample, load_task
 from mlstep.exercises._core import _call, _one_line, _register
 from mlstep.masking import sop_pairs
+from mlstep.pretrain import (
+    MaskingCollator,
+    PairDataset,
+    evaluate_pretraining,
+    fixed_batches,
+    load_course_model,
+    make_pairs,
+)
 from mlstep.tasks import encode_classification
-from mlstep.pretrain import MaskingCollator, PairDataset, evaluate_pretraining, fixed_batches, load_course_model, make_pairs
 from mlstep.wordpiece import WordPieceTokenizer
 
 __all__ = ["check_top_key_weight", "check_attention_flop_share", "check_pieces_per_word",
@@ -190,7 +197,7 @@ _PIECES = _Experiment(
     ),
     tolerance=1e-6, key=3, stated=(1.8, 2.3),
     lesson="the corpus's 1,050 words fit whole in 2,000 pieces (about 1 piece a word), but the English "
-           "text has 1,700 distinct words plus code and punctuation glued to them: about 2 pieces a word",
+           "text has over 1,600 distinct words, plus code and punctuation glued to them: about 2 pieces a word",
 )
 
 
