@@ -8,6 +8,15 @@ import torch
 from mlstep.bert import BertConfig
 from mlstep.crf import CRF, BertCRFTagger, pack_words
 from mlstep.tasks import TensorDataset, evaluate_tagger, fit
+from mlstep.utils import set_threads
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    previous = torch.get_num_threads()
+    set_threads(1)  # a tiny model: a second thread waiting for a busy core only slows it down
+    yield
+    torch.set_num_threads(previous)
 
 
 def random_crf(num_tags: int, seed: int) -> CRF:
