@@ -5,6 +5,7 @@
 #   make student  write the student editions (no solutions, no outputs) to build/student
 #   make grade NB=path/to/submitted.ipynb   run a submitted notebook and report its checks
 #   make verify-student   check the student editions leak nothing and fail only at exercises
+#   make verify-student-quick   the same guarantee in about a minute: names checked statically, only the exercises run
 #   make site     build the course website into build/site/html (README, chapters as committed, data card, benchmarks)
 #   make test-site        check the built website in headless Chromium (skips without Chromium)
 #   make gpu-check OUT=dir   the prepared GPU check (benchmarks/gpu_check.py): JSON + markdown in dir
@@ -16,7 +17,7 @@ STAMP  := $(VENV)/.mlstep-installed
 SITE_STAMP := $(VENV)/.mlstep-site-installed
 export PYTHONHASHSEED := 0
 
-.PHONY: install lab test test-fast execute student verify-student grade lint benchmark site test-site gpu-check clean
+.PHONY: install lab test test-fast execute student verify-student verify-student-quick grade lint benchmark site test-site gpu-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +50,10 @@ student: $(STAMP)
 # build every student edition, check none leaks a solution, run each: only exercise cells may fail
 verify-student: $(STAMP)
 	$(BIN)/python -m mlstep.exercises verify --src chapters
+
+# what `make test` checks for every chapter (tests/test_student_editions.py), from the command line
+verify-student-quick: $(STAMP)
+	$(BIN)/python -m mlstep.exercises verify --quick --src chapters
 
 grade: $(STAMP)
 	@test -n "$(NB)" || (echo "usage: make grade NB=path/to/notebook.ipynb" && exit 2)

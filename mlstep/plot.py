@@ -1,5 +1,5 @@
 """Plots used across chapters (matplotlib only): attention heatmaps, per-head grids, curves,
-confusion matrices, bars with error bars."""
+confusion matrices, the encoder block diagram, bars with error bars."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["attention_heatmap", "attention_heads", "line_plot", "plot_confusion_matrix", "error_bars"]
+__all__ = ["attention_heatmap", "attention_heads", "line_plot", "plot_confusion_matrix", "encoder_block_diagram",
+           "error_bars"]
 
 
 def _as_numpy(x) -> np.ndarray:
@@ -159,6 +160,48 @@ def plot_confusion_matrix(
     if title:
         ax.set_title(title)
     return ax
+
+
+def _block_steps(pre_norm: bool) -> list[tuple[str, str]]:
+    """The boxes of one encoder block, bottom to top: (label, kind); kind "add" closes a residual."""
+    steps = []
+    for sublayer in ("multi-head\nself-attention", "feed-forward\n(GELU)"):
+        if pre_norm:
+            steps += [("LayerNorm", "norm"), (sublayer, "sublayer"), ("+", "add")]
+        else:
+            steps += [(sublayer, "sublayer"), ("+", "add"), ("LayerNorm", "norm")]
+    return steps
+
+
+def encoder_block_diagram() -> plt.Figure:
+    """The transformer encoder block twice, post-LN (BERT) and pre-LN (GPT-2), with residual paths."""
+    fig, axes = plt.subplots(1, 2, figsize=(8, 6))
+    colours = {"norm": "#fde68a", "sublayer": "#bfdbfe", "add": "white"}
+    for ax_, pre_norm in zip(axes, (False, True)):
+        ax_.set_xlim(0, 4)
+        ax_.set_ylim(-0.6, 8.8)
+        ax_.axis("off")
+        ax_.set_title("pre-LN (GPT-2, this course's pretraining)" if pre_norm else "post-LN (BERT)", fontsize=10)
+        ax_.annotate("x (B, T, D)", (2, -0.5), ha="center", fontsize=9)
+        y, branch = 0.0, 0.0  # the height of the residual stream where the current sub-layer branches off
+        for label, kind in _block_steps(pre_norm):
+            y += 1.2
+            width = 0.35 if kind == "add" else 2.2
+            ax_.add_patch(plt.Rectangle((2 - width / 2, y - 0.35), width, 0.7, facecolor=colours[kind],
+                                        edgecolor="black", lw=1))
+            ax_.annotate(label, (2, y), ha="center", va="center", fontsize=9)
+            ax_.annotate("", (2, y - 0.35), (2, y - 0.85), arrowprops=dict(arrowstyle="->"))
+            if kind == "add":  # the residual connection: from where the branch left, around it, into +
+                ax_.plot([2, 3.5, 3.5], [branch + 0.35, branch + 0.35, y], color="gray", lw=1.2)
+                ax_.annotate("", (2 + width / 2, y), (3.5, y), arrowprops=dict(arrowstyle="->", color="gray"))
+                branch = y
+            elif kind == "norm" and not pre_norm:
+                branch = y
+        ax_.annotate("", (2, y + 1.0), (2, y + 0.35), arrowprops=dict(arrowstyle="->"))
+        ax_.annotate("to the next block" + (" (a final LayerNorm after the last)" if pre_norm else ""),
+                     (2, y + 1.1), ha="center", fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def error_bars(

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from mlstep.crf import BertCRFTagger
 from mlstep.finetune import MODEL_INPUTS, classification_step
 from mlstep.metrics import accuracy, entity_f1
 from mlstep.train import History, TrainConfig, train
@@ -170,6 +171,20 @@ def fit(model: nn.Module, data: TensorDataset, steps: int, lr: float = 1e-3, bat
 
 
 @torch.no_grad()
+def _batched(model: nn.Module, data: TensorDataset, run: Callable, batch_size: int = 256) -> list:
+    """``run(inputs, rows)`` on ``data`` batch by batch, in eval mode; one result per batch."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(data), batch_size):
+        rows = slice(start, start + batch_size)
+        out.append(run({k: v[rows].to(device) for k, v in data.tensors.items() if k in MODEL_INPUTS}, rows))
+    model.train(was_training)
+    return out
+
+
+@torch.no_grad()
 def predict(model: nn.Module, data: TensorDataset, batch_size: int = 256) -> Tensor:
     """Logits for every row of ``data``: ``(N, C)`` for sequences, ``(N, T, C)`` for tokens.
 
@@ -205,17 +220,20 @@ def evaluate_classifier(model: nn.Module, data: TensorDataset) -> float:
 
 
 def predict_tags(model: nn.Module, data: TensorDataset, tag_names: Sequence[str]) -> list[list[str]]:
-    """One predicted tag per word (its first piece's) for every sentence of ``data``; a sentence
-    cut by truncation gets tags for the words that fit only."""
+    """The predicted tag of every word of every row: the first piece's argmax, or, for a
+    :class:`~mlstep.crf.BertCRFTagger`, the whole sentence's best sequence (Viterbi)."""
     if "word_ids" not in data.extra:
         raise ValueError("data has no word ids: encode it with encode_tagging")
-    piece_preds = predict(model, data).argmax(-1)  # (N, T)
-    return [[tag_names[i] for i in pieces_to_word_predictions(row, word_ids)]
-            for row, word_ids in zip(piece_preds.tolist(), data.extra["word_ids"])]
+    if isinstance(model, BertCRFTagger):
+        word_preds = _viterbi_words(model, data)
+    else:
+        piece_preds = predict(model, data).argmax(-1)  # (N, T)
+        word_preds = [pieces_to_word_predictions(row, wids) for row, wids in zip(piece_preds.tolist(), data.extra["word_ids"])]
+    return [[tag_names[i] for i in row] for row in word_preds]
 
 
 def evaluate_tagger(model: nn.Module, data: TensorDataset, tag_names: Sequence[str]) -> dict[str, float]:
-    """Entity-level precision / recall / F1 over words (first-piece predictions), as CoNLL scores."""
+    """Entity-level precision / recall / F1 over words (:func:`predict_tags`), as CoNLL scores."""
     predicted = predict_tags(model, data, tag_names)
     gold = [tags[:len(p)] for tags, p in zip(data.extra["tags"], predicted)]  # truncated sentences
     result = entity_f1(predicted, gold)
@@ -242,3 +260,11 @@ def word_accuracy(predicted: Sequence[Sequence[str]], gold: Sequence[Sequence[st
             result[f"{kind}_accuracy"] = sum(h) / len(h) if h else float("nan")
     return result
 
+
+def _viterbi_words(model: BertCRFTagger, data: TensorDataset) -> list[list[int]]:
+    """A CRF tagger's best tag sequence over the words of every row (first pieces start words)."""
+    starts = torch.tensor([[w is not None and (j == 0 or w != wids[j - 1]) for j, w in enumerate(wids)]
+                           for wids in data.extra["word_ids"]])  # (N, T)
+    batches = _batched(model, data, lambda inputs, rows: model.decode(
+        **inputs, starts=starts[rows].to(inputs["input_ids"].device)))
+    return [path for batch in batches for path in batch]

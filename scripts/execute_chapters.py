@@ -8,6 +8,7 @@ Run it after changing mlstep, then commit the notebooks: nbval compares their st
 
 from __future__ import annotations
 
+import html
 import os
 import pathlib
 import subprocess
@@ -21,6 +22,27 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHAPTERS = ROOT / "chapters"
 
 
+def finish_progress_bars(nb: nbformat.NotebookNode) -> None:
+    """Give every tqdm bar the text of its final state.
+
+    In a notebook, tqdm draws a widget; the saved notebook keeps only the text it had when it was
+    created (``0/2500``), which nbval, GitHub and the website would show. The kernel's last widget
+    state (kept by nbclient) has the finished bar: write it into the text form.
+    """
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get("application/vnd.jupyter.widget-view+json")
+            box = state.get(view["model_id"], {}) if view else {}
+            if box.get("model_name") != "HBoxModel" or len(box["state"].get("children", [])) != 3:
+                continue
+            left, bar, right = (state.get(c.removeprefix("IPY_MODEL_"), {}).get("state", {})
+                                for c in box["state"]["children"])
+            filled = round(10 * bar.get("value", 0) / bar["max"]) if bar.get("max") else 0
+            text = f"{left.get('value', '')}|{'█' * filled}{' ' * (10 - filled)}|{right.get('value', '')}"
+            output["data"]["text/plain"] = html.unescape(text).replace("\u2007", " ")
+
+
 def execute(path: pathlib.Path, timeout: int = 900) -> float:
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
@@ -30,6 +52,7 @@ def execute(path: pathlib.Path, timeout: int = 900) -> float:
     start = time.perf_counter()
     client.execute()
     elapsed = time.perf_counter() - start
+    finish_progress_bars(nb)
     nbformat.write(nb, path)
     # Same normalisation CI verifies: keep outputs and counts, drop volatile metadata and ids.
     subprocess.run([sys.executable, "-m", "nbstripout", "--keep-output", "--keep-count", str(path)],

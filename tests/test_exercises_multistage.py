@@ -20,8 +20,8 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def run(check, *args, capsys):
-    result = check(*args)
+def run(check, *args, capsys, **options):
+    result = check(*args, **options)
     return result, capsys.readouterr().out.strip()
 
 
@@ -72,7 +72,7 @@ def test_layerwise_loss_mistakes_are_named(fn, words, capsys):
 @pytest.mark.parametrize("fn", [mask_ok, mask_by_sort])
 @pytest.mark.parametrize("prediction", PREDICTIONS)
 def test_magnitude_mask_passes_whatever_the_prediction(fn, prediction, capsys):
-    result, line = run(check_magnitude_mask, fn, prediction, capsys=capsys)
+    result, line = run(check_magnitude_mask, fn, prediction=prediction, capsys=capsys)
     assert result is True, line
     assert line.startswith("✅ check_magnitude_mask: passed (4 cases); with 90 % of the weights zero")
     assert "about the same" in line  # dense kernels don't skip zeros
@@ -96,12 +96,12 @@ def zeros_at(w, index):
     (lambda w, a: zeros_at(w, torch.arange(round(a * w.numel()))), ["not the smallest-magnitude"]),
 ])
 def test_magnitude_mask_mistakes_are_named(fn, words, capsys):
-    result, line = run(check_magnitude_mask, fn, "faster", capsys=capsys)
+    result, line = run(check_magnitude_mask, fn, prediction="faster", capsys=capsys)
     assert result is False and line.startswith("❌ check_magnitude_mask: ")
     for word in words:
         assert word in line, (word, line)
 
 
 def test_magnitude_mask_needs_a_prediction(capsys):
-    result, line = run(check_magnitude_mask, mask_ok, "much faster", capsys=capsys)
+    result, line = run(check_magnitude_mask, mask_ok, prediction="much faster", capsys=capsys)
     assert result is False and "your mask is right" in line and "'about the same'" in line

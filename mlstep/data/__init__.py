@@ -30,9 +30,16 @@ from mlstep.data.loaders import (
     load_sst2,
     load_wikitext2,
 )
-from mlstep.data.store import default_data_dir, load_task, realtext_dir, write_corpus
+from mlstep.data.store import (
+    default_data_dir,
+    english_sample,
+    load_task,
+    realtext_dir,
+    write_corpus,
+)
 
 __all__ = ["CorpusConfig", "generate_corpus", "write_corpus", "load_task", "default_data_dir", "TOPICS",
            "SENTIMENT_LABELS", "TAGS", "NLI_LABELS", "TASK_SPLITS", "load_sst2", "load_ag_news",
            "load_imdb", "load_mnli", "load_conll2003", "load_wikitext2",
-           "UPOS_TAGS", "read_conllu", "load_conllu", "load_ud_english_ewt", "realtext_dir", "is_corpus_sentence"]
+           "UPOS_TAGS", "read_conllu", "load_conllu", "load_ud_english_ewt", "realtext_dir", "is_corpus_sentence",
+           "english_sample"]

@@ -31,7 +31,7 @@ from mlstep.data.corpus import (
 )
 from mlstep.utils import atomic_write
 
-__all__ = ["default_data_dir", "realtext_dir", "write_corpus", "load_task", "corpus_fingerprint"]
+__all__ = ["default_data_dir", "realtext_dir", "write_corpus", "load_task", "corpus_fingerprint", "english_sample"]
 
 FORMAT_VERSION = 1  # bump when the file layout (not the generator) changes
 
@@ -181,3 +181,12 @@ def load_task(task: str, split: str, data_dir: str | os.PathLike | None = None,
     features = _features(task)
     # from_dict keeps the documented column order (the files store keys sorted)
     return Dataset.from_dict({k: [r[k] for r in records] for k in features}, features=features)
+
+
+def english_sample() -> list[str]:
+    """Lines of real English that ship with a source checkout: the docstrings of mlstep 0.2, frozen
+    in ``data/english/mlstep_docstrings.txt`` (about 12,400 words; chapter 03 trains WordPiece on them)."""
+    path = Path(__file__).resolve().parents[2] / "data" / "english" / "mlstep_docstrings.txt"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: it ships with a source checkout of mlstep")
+    return path.read_text(encoding="utf-8").splitlines()

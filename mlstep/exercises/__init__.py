@@ -30,7 +30,13 @@ The checks, by chapter (one submodule each; import them all from here):
   ``check_temperature_prediction``
 * 09 :mod:`~mlstep.exercises.multistage`: ``check_layerwise_loss``, ``check_magnitude_mask``
 * 10 :mod:`~mlstep.exercises.realtext`: ``check_read_conllu``, ``check_unseen_word_accuracy``, and
-  ``check_prediction`` (a prediction against a measurement, not a function check)
+  ``check_prediction`` (a prediction against a measurement, not a function check), with
+  ``committed_gain`` (the measurement: the committed seeds of the label-budget benchmark)
+* experiments (predict, measure, compare with a stated range) :mod:`~mlstep.exercises.experiments`:
+  ``check_top_key_weight`` (01), ``check_attention_flop_share`` (02),
+  ``check_pieces_per_word`` (03), ``check_masked_accuracy_at`` (04),
+  ``check_accuracy_on_label`` (05), ``check_linear_probe`` (06),
+  ``check_soft_target_entropy`` (07)
 
 Adding a check: in the chapter's submodule, decorate ``check_x(fn) -> (passed, message)`` with
 ``@_register`` (from :mod:`mlstep.exercises._core`); for one tensor per input, build a list of
@@ -52,6 +58,15 @@ from mlstep.exercises.attention import (
 )
 from mlstep.exercises.distillation import check_distillation_loss, check_soft_targets
 from mlstep.exercises.encoder import check_bert_parameter_count, check_wordpiece
+from mlstep.exercises.experiments import (
+    check_accuracy_on_label,
+    check_attention_flop_share,
+    check_linear_probe,
+    check_masked_accuracy_at,
+    check_pieces_per_word,
+    check_soft_target_entropy,
+    check_top_key_weight,
+)
 from mlstep.exercises.finetuning import check_freeze_encoder, check_lora_linear
 from mlstep.exercises.gpt import (
     check_next_token_loss,
@@ -65,6 +80,7 @@ from mlstep.exercises.realtext import (
     check_prediction,
     check_read_conllu,
     check_unseen_word_accuracy,
+    committed_gain,
 )
 
 __all__ = [
@@ -104,4 +120,13 @@ __all__ = [
     "check_read_conllu",
     "check_unseen_word_accuracy",
     "check_prediction",
+    "committed_gain",
+    # experiments: predict, measure, compare with a stated range
+    "check_top_key_weight",
+    "check_attention_flop_share",
+    "check_pieces_per_word",
+    "check_masked_accuracy_at",
+    "check_accuracy_on_label",
+    "check_linear_probe",
+    "check_soft_target_entropy",
 ]

@@ -50,18 +50,19 @@ def _report(name: str, passed: bool, message: str) -> bool:
     return passed
 
 
-def _register(check: Callable[[Callable[..., Any]], tuple[bool, str]]) -> Callable[..., bool]:
-    """Turn ``check(fn) -> (passed, message)`` into a public, registered ``check_*(fn) -> bool``."""
+def _register(check: Callable[..., tuple[bool, str]]) -> Callable[..., bool]:
+    """Turn ``check(fn, **options) -> (passed, message)`` into a public, registered
+    ``check_*(fn, **options) -> bool``."""
     name = check.__name__
 
     @functools.wraps(check)
-    def wrapper(fn: Callable[..., Any], *args: Any) -> bool:  # args: what some checks also take
+    def wrapper(fn: Callable[..., Any], **options: Any) -> bool:
         if not callable(fn):
             return _report(name, False, f"expected your function, got {type(fn).__name__} "
                                         f"(pass the function itself, without calling it)")
         try:
             with _isolated_rng():  # the learner's code may draw from the global RNGs; undo that
-                passed, message = check(fn, *args)
+                passed, message = check(fn, **options)  # options: e.g. an experiment's prediction
         except Exception as e:  # a bug in the check itself: still one line, never a traceback
             passed, message = False, f"internal error in the check ({type(e).__name__}: {e})"
         return _report(name, passed, message)

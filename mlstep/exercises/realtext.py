@@ -6,21 +6,25 @@ no blank line at the end) and compares with :func:`mlstep.data.parse_conllu`.
 ``check_unseen_word_accuracy`` compares with :func:`mlstep.tasks.word_accuracy` on random tagged
 sentences built so that the usual slips (case-sensitive lookup, seen and unseen swapped, all
 words, a mean of per-sentence accuracies) give different numbers. ``check_prediction`` is not a
-function check: it compares what the learner predicted with what the chapter measured.
+function check: it compares what the learner predicted with a measurement, such as
+``committed_gain``: what pretraining gained on seen and unseen words over the committed seeds.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import random
+import statistics
 from collections.abc import Callable
 from typing import Any
 
 from mlstep.data.conllu import UPOS_TAGS, parse_conllu
+from mlstep.data.store import realtext_dir
 from mlstep.exercises._core import _call, _one_line, _passed, _register, _report
 from mlstep.tasks import word_accuracy
 
-__all__ = ["check_read_conllu", "check_unseen_word_accuracy", "check_prediction"]
+__all__ = ["check_read_conllu", "check_unseen_word_accuracy", "check_prediction", "committed_gain"]
 
 _XPOS = {"PRON": "PRP", "AUX": "VBP", "PART": "RB", "VERB": "VB", "PUNCT": ".", "NOUN": "NN", "ADJ": "JJ",
          "DET": "DT", "ADP": "IN", "PROPN": "NNP", "ADV": "RB", "NUM": "CD", "CCONJ": "CC"}
@@ -187,3 +191,13 @@ def check_prediction(question: str, prediction: Any, measured: dict[str, float])
     winner = max(measured, key=measured.get)
     verdict = "your prediction holds" if prediction == winner else f"measured: {winner}, not {prediction}"
     return _report("check_prediction", prediction == winner, f"{question}: {verdict} ({numbers})")
+
+
+def committed_gain(budget: int = 200, task: str = "ud_pos") -> dict[str, float]:
+    """Pretrained minus from-scratch accuracy, in points, on the test words the labels show
+    (``"seen"``) and never show (``"unseen"``): the mean over the seeds committed in
+    ``data/realtext/label_budgets.json`` (``benchmarks/realdata.py``) for ``budget`` labeled sentences."""
+    arms = json.loads((realtext_dir() / "label_budgets.json").read_text())["tasks"][task]["arms"]
+    pairs = list(zip(arms["pretrained"][str(budget)]["runs"], arms["scratch"][str(budget)]["runs"], strict=True))
+    return {kind: 100 * statistics.fmean(p[f"{kind}_accuracy"] - s[f"{kind}_accuracy"] for p, s in pairs)
+            for kind in ("seen", "unseen")}

@@ -3,11 +3,12 @@
 Every experiment is one controlled comparison on the offline corpus, built from the package's
 pieces (:mod:`mlstep.layerwise`, :mod:`mlstep.curriculum`, :mod:`mlstep.multitask`,
 :mod:`mlstep.prune`, :mod:`mlstep.pipeline`, :mod:`mlstep.distill`, :func:`mlstep.tasks.fit`),
-and returns a flat dict of numbers. The chapter runs seed 0 live; the sweep over seeds::
+and returns a flat dict of numbers. The sweep over seeds (about 14 CPU minutes for three)::
 
     python -m mlstep.multistage --seeds 0 1 2       # writes chapters/results/09_multistage.json
 
 runs each experiment for each seed and writes every number; :func:`summary` gives mean ± sd.
+Chapter 09 plots the committed file and reruns seed 0 of the experiments that fit its time budget.
 
 - :mod:`~mlstep.multistage.common`: the inputs every experiment shares (course model, data)
 - :mod:`~mlstep.multistage.strategies`: layer-wise losses, curriculum, multi-task learning
