@@ -16,6 +16,7 @@ Conventions: a boolean attention mask means True = may attend (PyTorch's); an ``
 ``(B, T)`` has 1 = real token, 0 = padding; label −100 marks a position without a loss.
 """
 
+from mlstep.adapt import continue_pretraining, extend_vocabulary, new_words
 from mlstep.attention import (
     MultiHeadAttention,
     causal_mask,
@@ -34,6 +35,7 @@ from mlstep.bert import (
 from mlstep.bpe import ByteLevelBPETokenizer
 from mlstep.checkpoint import load_checkpoint, save_checkpoint
 from mlstep.config import TransformerConfig
+from mlstep.curriculum import Curriculum
 from mlstep.distill import (
     distillation_loss,
     distillation_step_fn,
@@ -52,8 +54,18 @@ from mlstep.finetune import (
 )
 from mlstep.generation import generate
 from mlstep.gpt import GPT, GPTConfig, GPTForSequenceClassification, GPTOutput, gpt_from_hf
+from mlstep.layerwise import LayerwiseClassifier, layerwise_loss
 from mlstep.lora import LoRALinear, apply_lora, merge_lora
 from mlstep.masking import mask_tokens, nsp_pairs, sop_pairs
+from mlstep.multitask import MultiTaskBatches, MultiTaskModel, multitask_step_fn
+from mlstep.pipeline import run_stages
+from mlstep.prune import (
+    apply_masks,
+    magnitude_masks,
+    prune_heads,
+    prune_neurons,
+    structured_importance,
+)
 from mlstep.train import History, TrainConfig, train
 from mlstep.transformer import FeedForward, Transformer, TransformerBlock
 from mlstep.utils import IGNORE_INDEX, count_parameters, get_device, set_seed, set_threads
@@ -80,4 +92,8 @@ __all__ = [
     "ByteLevelBPETokenizer",
     # utilities
     "get_device", "set_seed", "set_threads", "count_parameters",
+    # multi-stage training (chapter 09)
+    "LayerwiseClassifier", "layerwise_loss", "Curriculum", "MultiTaskModel", "MultiTaskBatches",
+    "multitask_step_fn", "new_words", "extend_vocabulary", "continue_pretraining", "magnitude_masks",
+    "apply_masks", "prune_heads", "prune_neurons", "structured_importance", "run_stages",
 ]

@@ -19,7 +19,6 @@ import copy
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -29,8 +28,8 @@ from mlstep.transformer import init_weights
 from mlstep.utils import IGNORE_INDEX
 
 __all__ = ["ClassifierOutput", "BertForSequenceClassification", "BertForTokenClassification",
-           "classification_step", "classifier_layers", "find_bert", "freeze", "unfreeze", "freeze_encoder",
-           "unfreezing_stages", "GradualUnfreezer", "layerwise_lr_groups"]
+           "classification_step", "classifier_layers", "find_bert", "mean_pool", "freeze", "unfreeze",
+           "freeze_encoder", "unfreezing_stages", "GradualUnfreezer", "layerwise_lr_groups"]
 
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 
@@ -77,6 +76,14 @@ class _BertWithHead(nn.Module):
         return cls(copy.deepcopy(find_bert(pretrained)), num_labels, **kwargs)
 
 
+def mean_pool(hidden: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+    """The average of the real tokens' states: ``hidden (B, T, D)`` → ``(B, D)``."""
+    if attention_mask is None:
+        return hidden.mean(dim=1)
+    real = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1): 1 = real token
+    return (hidden * real).sum(dim=1) / real.sum(dim=1)
+
+
 class BertForSequenceClassification(_BertWithHead):
     """BERT with a linear classifier on one vector per sequence.
 
@@ -99,9 +106,7 @@ class BertForSequenceClassification(_BertWithHead):
             check_ids("labels", labels, self.num_labels, "num_labels", shape=input_ids.shape[:1])
         hidden, pooled, _ = self.bert(input_ids, token_type_ids, attention_mask)  # (B, T, D), (B, D)
         if self.pooling == "mean":
-            real = (torch.ones_like(input_ids) if attention_mask is None else attention_mask)
-            real = real.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1): 1 = real token
-            pooled = (hidden * real).sum(dim=1) / real.sum(dim=1)  # (B, D)
+            pooled = mean_pool(hidden, attention_mask)  # (B, D)
         logits = self.classifier(self.dropout(pooled))  # (B, C)
         return ClassifierOutput(None if labels is None else F.cross_entropy(logits, labels), logits)
 

@@ -1,5 +1,5 @@
 """Plots used across chapters (matplotlib only): attention heatmaps, per-head grids, curves,
-confusion matrices, the encoder block diagram."""
+confusion matrices, the encoder block diagram, bars with error bars."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["attention_heatmap", "attention_heads", "line_plot", "plot_confusion_matrix", "encoder_block_diagram"]
+__all__ = ["attention_heatmap", "attention_heads", "line_plot", "plot_confusion_matrix", "encoder_block_diagram",
+           "error_bars"]
 
 
 def _as_numpy(x) -> np.ndarray:
@@ -201,3 +202,36 @@ def encoder_block_diagram() -> plt.Figure:
                      (2, y + 1.1), ha="center", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def error_bars(
+    groups: dict[str, dict[str, tuple[float, float]]],
+    ylabel: str,
+    title: str | None = None,
+    live: dict[str, dict[str, float]] | None = None,
+    ax: plt.Axes | None = None,
+) -> plt.Axes:
+    """Grouped bars of ``mean ± sd`` over seeds: ``{group: {arm: (mean, sd)}}``, one colour per arm.
+
+    ``live``: values of a run made now, ``{group: {arm: value}}``, drawn as black dots on the bars
+    (does a rerun land inside the spread of the committed seeds?).
+    """
+    arms = list(dict.fromkeys(arm for bars in groups.values() for arm in bars))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.2 + 0.9 * len(groups) * max(1, len(arms)) / 2, 3.5))
+    width = 0.8 / len(arms)
+    for j, arm in enumerate(arms):
+        xs = [i + (j - (len(arms) - 1) / 2) * width for i in range(len(groups))]
+        means = [bars[arm][0] if arm in bars else np.nan for bars in groups.values()]
+        sds = [bars[arm][1] if arm in bars else 0.0 for bars in groups.values()]
+        ax.bar(xs, means, width, yerr=sds, capsize=3, label=arm)
+        if live:
+            ax.plot(xs, [live.get(g, {}).get(arm, np.nan) for g in groups], "k.", markersize=6,
+                    label="this run" if j == 0 else None)
+    ax.set_xticks(range(len(groups)), list(groups))
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    return ax

@@ -35,17 +35,42 @@ from mlstep.data import (
 )
 from mlstep.data import lexicon as lx
 from mlstep.data.__main__ import corpus_stats
+from mlstep.data.domain import HEALTH, domain_words
 from mlstep.data.store import _jsonl_bytes
 
 SMALL = CorpusConfig(
     seed=7, num_documents=300, num_validation_documents=30,
     sentiment_sizes=(200, 60, 100, 100), topic_sizes=(200, 60, 100, 100),
     tagging_sizes=(200, 60, 100, 100), nli_sizes=(150, 30, 60),
+    health_pretrain_sizes=(100, 20), health_sentiment_sizes=(60, 20, 40, 40),
 )
 # sha256 of SMALL's canonical JSON Lines. If this changes, the generator's output changed on this
 # machine / Python: either a bug (non-determinism) or an intended change (then update the pin and
-# say so in data/README.md, since every chapter's numbers move with it).
+# say so in data/README.md, since every chapter's numbers move with it). The held-out domain
+# (health_*) was added later, from streams of its own: the first pin is the corpus before it.
 SMALL_SHA256 = "a755cff66c43c4ca9ff4bf1a9f823b88f6fe648f64b24a1d79d8456cfedf9b12"
+SMALL_HEALTH_SHA256 = "6bd8cf5cc7bae7ef0db1c1b8b7fba4efcbb34b9ceca017f6db94057b158945df"
+# sha256 of every file of the default corpus that existed before the held-out domain was added:
+# adding a task must leave them byte-identical (the chapters' numbers depend on them).
+DEFAULT_FILE_SHA256 = {
+    "nli_test": "424f6bb3e1c8375bcb3ce43d888207f634db577a82eb6dd6473cb008dbaf2423",
+    "nli_train": "f1cac5dc58a82d7c9a9766978a4f765bf867258e5db4c7934871e157bb113d4f",
+    "nli_validation": "4c157d84555513b873dd0b903f55c6e622391c9e302b9e36b7795d686b51e8ec",
+    "pretrain_train": "3a4c33eb38429372dfd0a4fa9043cee0d75e71b8ad74d41eea49c76c65bcdf2c",
+    "pretrain_validation": "b39dba6f65a6e42410ba022345efaa27ee2f208cc21c3e923c8b15cb06ab785d",
+    "sentiment_test": "33df95051e814fc9a4537a0859465b30748b1bec52cfe2d2516bca87ec65da86",
+    "sentiment_test_unseen": "8ed7ab1ded87a2fe7f97a9bec78d4b5e61bbf204a4bc956a99eeda416fc544db",
+    "sentiment_train": "eebbab27dc35813a56569446dec6dacf8d1c3b5bd8eca9d1b3151dc8855bd8c3",
+    "sentiment_validation": "1100b609c12f20c2eee959ddceef046ac55c5a4ab4e4d5e38b643c591f44140b",
+    "tagging_test": "9dd9be0d2db618a9c34942ddcef9670162289ef1997c1dbec1b194e011ef98f9",
+    "tagging_test_unseen": "3b444e0951fcf3204811026067b6b230e146099a492ac750216c818408865fa3",
+    "tagging_train": "65290adbd26dc37d78419fdf295b9906766543cbc415197dfd2c163d943ff6f8",
+    "tagging_validation": "3983d65eccac6743cfdfecb35e10b782b32ba209d6343d8e0abf3ae5affc9fae",
+    "topic_test": "53a336a2910089f93487b1c4668f92c82c699d50dc5abcf9e2c151b0dd4eb8cf",
+    "topic_test_unseen": "0bb822e10da3cbd23c668e80551f346b0fc925a73056a2cfdc962abc78ed2324",
+    "topic_train": "35e2d66a4f7215141d0fde86ea45d87a6e096a2bf7f26fff7a87ea5484e8ee04",
+    "topic_validation": "501c14e5ccd04ac2e195971e210206b48c2d874926fbc159b8cec411bf9447a6",
+}
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +84,9 @@ def full():
     return generate_corpus()
 
 
-def _sha(corpus) -> str:
+def _sha(corpus, keys=None) -> str:
     h = hashlib.sha256()
-    for key in sorted(corpus):
+    for key in sorted(corpus if keys is None else keys):
         h.update(key.encode() + b"\n" + _jsonl_bytes(corpus[key]))
     return h.hexdigest()
 
@@ -81,7 +106,16 @@ def _pretrain_words(corpus) -> set[str]:
 
 def test_same_seed_same_records_and_pinned_hash(small):
     assert generate_corpus(SMALL) == small
-    assert _sha(small) == SMALL_SHA256
+    health = [k for k in small if k.startswith("health_")]
+    assert len(health) == 6
+    assert _sha(small, [k for k in small if k not in health]) == SMALL_SHA256
+    assert _sha(small, health) == SMALL_HEALTH_SHA256
+
+
+def test_default_corpus_files_are_unchanged(full):
+    """Every file the chapters were measured on is byte-identical (the held-out domain came later)."""
+    for key, sha in DEFAULT_FILE_SHA256.items():
+        assert hashlib.sha256(_jsonl_bytes(full[key])).hexdigest() == sha, key
 
 
 def test_different_seed_differs(small):
@@ -259,6 +293,48 @@ def test_nli_balanced_and_consistent(small, split):
             assert negations & set(h) or (other[0] == event and other[1] != place), r
 
 
+# --- the held-out domain -----------------------------------------------------------------------
+
+def test_health_domain_is_held_out_of_the_general_corpus(full):
+    general = _pretrain_words(full)
+    for task in ("sentiment", "topic", "nli"):
+        for split in TASK_SPLITS[task]:
+            general |= {w for r in full[f"{task}_{split}"] for k in ("text", "premise", "hypothesis")
+                        if k in r for w in r[k].split()}
+    general |= {w for split in TASK_SPLITS["tagging"] for r in full[f"tagging_{split}"] for w in r["tokens"]}
+    assert not domain_words(HEALTH) & general
+    health = {w for d in full["health_pretrain_train"] for s in d["sentences"] for w in s.split()}
+    assert set(HEALTH.positive + HEALTH.negative) <= health
+    assert set(lx.POSITIVE_UNSEEN) <= health  # general adjectives too: the bridge to what the model knows
+
+
+def test_health_unseen_adjectives_only_in_documents_and_unseen_test(full):
+    unseen = set(HEALTH.adjectives(1, True) + HEALTH.adjectives(0, True))
+    seen = set(HEALTH.adjectives(1, False) + HEALTH.adjectives(0, False))
+    assert not unseen & (_words(full["health_sentiment_train"]) | _words(full["health_sentiment_test"]))
+    assert unseen <= _words(full["health_sentiment_test_unseen"])
+    assert not seen & _words(full["health_sentiment_test_unseen"])
+    for w in sorted(unseen):  # each shares review sentences with same-polarity words
+        same = set(HEALTH.positive if w in HEALTH.positive else HEALTH.negative)
+        same |= set(lx.POSITIVE if w in HEALTH.positive else lx.NEGATIVE)
+        with_others = [s for d in full["health_pretrain_train"] for s in d["sentences"]
+                       if w in s.split() and "not" not in s.split() and len(set(s.split()) & (same | seen)) > 1]
+        assert len(with_others) > 20, w
+
+
+@pytest.mark.parametrize("split", TASK_SPLITS["health_sentiment"])
+def test_health_sentiment_labels_follow_domain_adjectives(small, split):
+    records = small[f"health_sentiment_{split}"]
+    assert Counter(r["label"] for r in records) == {0: len(records) // 2, 1: len(records) // 2}
+    for r in records:
+        words = r["text"].split()
+        polar = [w for w in words if w in HEALTH.positive + HEALTH.negative]
+        assert polar and not set(words) & set(lx.POSITIVE + lx.NEGATIVE), r
+        assert r["label"] == int(polar[0] in HEALTH.positive) ^ int("not" in words), r
+        assert r["unseen"] == (polar[0] in HEALTH.adjectives(1, True) + HEALTH.adjectives(0, True)), r
+        assert set(words) & set(HEALTH.topic.nouns), r
+
+
 # --- files and load_task ----------------------------------------------------------------------
 
 def test_write_corpus_manifest(tmp_path, small):
@@ -280,6 +356,8 @@ def test_load_task_columns_and_regeneration(tmp_path, small):
         "topic": ["text", "label", "unseen"],
         "tagging": ["tokens", "tags", "unseen"],
         "nli": ["premise", "hypothesis", "label"],
+        "health_pretrain": ["doc_id", "polarity", "sentences"],
+        "health_sentiment": ["text", "label", "unseen"],
     }
     for task, splits in TASK_SPLITS.items():
         for split in splits:

@@ -381,6 +381,18 @@ def test_plot_confusion_matrix():
         plot_confusion_matrix(np.zeros((2, 2)), ["a", "b", "c"])
 
 
+def test_error_bars():
+    from mlstep.plot import error_bars
+
+    groups = {"test": {"a": (0.9, 0.02), "b": (0.7, 0.1)}, "unseen": {"a": (0.8, 0.05)}}
+    ax = error_bars(groups, "accuracy", title="t", live={"test": {"a": 0.91}})
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["test", "unseen"]
+    bars = [p for p in ax.patches]
+    assert [round(b.get_height(), 2) for b in bars[:2]] == [0.9, 0.8]  # arm "a" in both groups
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["a", "b", "this run"]
+    plt.close(ax.figure)
+
+
 # --- BLEU against sacrebleu -------------------------------------------------------------------------
 
 def _sacrebleu(hypotheses, references):

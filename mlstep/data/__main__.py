@@ -28,7 +28,7 @@ def corpus_stats(directory: Path) -> list[str]:
         vocab.update(words)
         first = records[0] if records else {}
         if "label" in first:
-            names = {"sentiment": SENTIMENT_LABELS, "topic": TOPICS, "nli": NLI_LABELS}[filename.split("_")[0]]
+            names = NLI_LABELS if filename.startswith("nli") else TOPICS if filename.startswith("topic") else SENTIMENT_LABELS
             counts = Counter(names[r["label"]] for r in records)
             labels = " ".join(f"{n}={counts[n]}" for n in names)
         elif "tags" in first:

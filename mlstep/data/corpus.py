@@ -19,21 +19,16 @@ Why the corpus is shaped this way (see data/README.md, the data card):
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 from typing import Any
 
 from mlstep.data import lexicon as lx
+from mlstep.data.domain import HEALTH, Domain
 
-__all__ = [
-    "CorpusConfig",
-    "generate_corpus",
-    "TOPICS",
-    "SENTIMENT_LABELS",
-    "TAGS",
-    "NLI_LABELS",
-    "TASK_SPLITS",
-]
+__all__ = ["CorpusConfig", "generate_corpus", "TOPICS", "SENTIMENT_LABELS", "TAGS", "NLI_LABELS",
+           "TASK_SPLITS"]
 
 TOPICS = list(lx.TOPICS)
 SENTIMENT_LABELS = ["negative", "positive"]  # 0, 1 (as in SST-2)
@@ -46,6 +41,8 @@ TASK_SPLITS = {
     "topic": ("train", "validation", "test", "test_unseen"),
     "tagging": ("train", "validation", "test", "test_unseen"),
     "nli": ("train", "validation", "test"),
+    "health_pretrain": ("train", "validation"),  # a held-out domain (mlstep.data.domain)
+    "health_sentiment": ("train", "validation", "test", "test_unseen"),
 }
 
 
@@ -61,9 +58,11 @@ class CorpusConfig:
     tagging_sizes: tuple[int, ...] = (2_000, 500, 1_000, 1_000)  # train, val, test, test_unseen
     nli_sizes: tuple[int, ...] = (3_000, 600, 1_200)  # train, validation, test
     unseen_fraction_validation: float = 0.5  # share of validation records that use unseen words
+    health_pretrain_sizes: tuple[int, ...] = (4_000, 200)  # held-out domain documents: train, validation
+    health_sentiment_sizes: tuple[int, ...] = (1_000, 200, 1_000, 1_000)  # train, val, test, test_unseen
 
     def __post_init__(self) -> None:
-        for task in ("sentiment", "topic", "tagging", "nli"):
+        for task in ("sentiment", "topic", "tagging", "nli", "health_pretrain", "health_sentiment"):
             sizes = getattr(self, f"{task}_sizes")
             if len(sizes) != len(TASK_SPLITS[task]) or any(int(s) < 0 for s in sizes):
                 raise ValueError(
@@ -132,11 +131,12 @@ def _maybe_int(rng: _Rng, p: float = 0.4, attributive: bool = False) -> str:
 _MARKERS = {1: ["one day ,"], 2: ["first ,", "then"], 3: ["first ,", "then", "later ,"]}
 
 
-def _document(rng: _Rng, doc_id: int) -> dict[str, Any]:
-    topic_id = rng.index(len(TOPICS))
-    t = lx.TOPIC_WORDS[TOPICS[topic_id]]
+def _document(rng: _Rng, doc_id: int, domain: Domain | None = None) -> dict[str, Any]:
+    topic_id = rng.index(len(TOPICS)) if domain is None else None
+    t = lx.TOPIC_WORDS[TOPICS[topic_id]] if domain is None else domain.topic
+    pos, neg = (lx.POSITIVE, lx.NEGATIVE) if domain is None else domain.review_adjectives()
     pol = rng.index(2)
-    polar, opposite = (lx.POSITIVE, lx.NEGATIVE) if pol else (lx.NEGATIVE, lx.POSITIVE)
+    polar, opposite = (pos, neg) if pol else (neg, pos)
     x_first, y = rng.sample(lx.PERSONS, 2)
     x_full = _full(rng, x_first, 0.4)
     place, role, venue = rng.choice(lx.PLACES), rng.choice(t.roles), rng.choice(t.venues)
@@ -232,25 +232,27 @@ def _document(rng: _Rng, doc_id: int) -> dict[str, Any]:
             sentences.append(f"overall , {x_first} {would} recommend {org} to {rng.choice(lx.COMPANIONS)} .")
         else:
             sentences.append(f"after that day , {x_first} went home {'happy' if pol else 'sad'} .")
-    return {"doc_id": doc_id, "topic": topic_id, "polarity": pol, "sentences": sentences}
+    return {"doc_id": doc_id, **({} if domain else {"topic": topic_id}), "polarity": pol, "sentences": sentences}
 
 
 # --- labeled tasks -----------------------------------------------------------------------------
 
-def _any_noun(rng: _Rng) -> str:
-    return rng.choice(lx.TOPIC_WORDS[rng.choice(TOPICS)].nouns)
+def _any_noun(rng: _Rng, domain: Domain | None = None) -> str:
+    return rng.choice(lx.TOPIC_WORDS[rng.choice(TOPICS)].nouns if domain is None else domain.topic.nouns)
 
 
-def _sentiment(rng: _Rng, label: int, unseen: bool) -> dict[str, Any]:
-    """A review-like sentence whose only polar words are adjectives (seen or unseen)."""
+def _sentiment(rng: _Rng, label: int, unseen: bool, domain: Domain | None = None) -> dict[str, Any]:
+    """A review-like sentence whose only polar words are adjectives (seen or unseen; or ``domain``'s)."""
     negated = rng.chance(0.3)
     polarity = label ^ int(negated)  # "not good" is negative
-    if polarity:
+    if domain is not None:
+        pool = domain.adjectives(polarity, unseen)
+    elif polarity:
         pool = lx.POSITIVE_UNSEEN if unseen else lx.POSITIVE_SEEN
     else:
         pool = lx.NEGATIVE_UNSEEN if unseen else lx.NEGATIVE_SEEN
     a, a2 = rng.sample(pool, 2)
-    n, x, p = _any_noun(rng), rng.choice(lx.PERSONS), rng.choice(lx.PLACES)
+    n, x, p = _any_noun(rng, domain), rng.choice(lx.PERSONS), rng.choice(lx.PLACES)
     k = rng.index(6)
     if negated:
         text = [f"the {n} was not {a} .", f"the {n} at {p} was not {a} .",
@@ -382,6 +384,7 @@ def generate_corpus(config: CorpusConfig | None = None) -> dict[str, list[dict[s
         ("topic", _topic, len(TOPICS)),
         ("tagging", _tagging, 1),
         ("nli", _nli, len(NLI_LABELS)),
+        ("health_sentiment", functools.partial(_sentiment, domain=HEALTH), len(SENTIMENT_LABELS)),
     ]
     for t_i, (task, make, num_labels) in enumerate(tasks):
         sizes = getattr(cfg, f"{task}_sizes")
@@ -391,4 +394,7 @@ def generate_corpus(config: CorpusConfig | None = None) -> dict[str, list[dict[s
                                "test_unseen": 1.0}.get(split, 0.0) if task != "nli" else 0.0
             rng = rng_for(10 + 10 * t_i + s_i)
             out[f"{task}_{split}"] = _split(rng, make, num_labels, n, unseen_fraction)
+    for s_i, (split, n) in enumerate(zip(TASK_SPLITS["health_pretrain"], cfg.health_pretrain_sizes)):
+        rng, first = rng_for(100 + s_i), sum(cfg.health_pretrain_sizes[:s_i])  # (streams of its own)
+        out[f"health_pretrain_{split}"] = [_document(rng, first + i, HEALTH) for i in range(n)]
     return out

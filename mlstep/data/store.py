@@ -72,7 +72,8 @@ def corpus_fingerprint() -> str:
     """sha256 of a tiny corpus: changes whenever the generator's output changes."""
     tiny = CorpusConfig(seed=0, num_documents=20, num_validation_documents=5,
                         sentiment_sizes=(8, 4, 4, 4), topic_sizes=(10, 5, 5, 5),
-                        tagging_sizes=(8, 4, 4, 4), nli_sizes=(9, 3, 3))
+                        tagging_sizes=(8, 4, 4, 4), nli_sizes=(9, 3, 3), health_pretrain_sizes=(6, 2),
+                        health_sentiment_sizes=(6, 4, 4, 4))
     corpus = generate_corpus(tiny)
     h = hashlib.sha256()
     for key in sorted(corpus):
@@ -131,7 +132,10 @@ def _features(task: str):
         return Features({"doc_id": Value("int64"), "topic": ClassLabel(names=TOPICS),
                          "polarity": ClassLabel(names=SENTIMENT_LABELS),
                          "sentences": Sequence(Value("string"))})
-    if task == "sentiment":
+    if task == "health_pretrain":
+        return Features({"doc_id": Value("int64"), "polarity": ClassLabel(names=SENTIMENT_LABELS),
+                         "sentences": Sequence(Value("string"))})
+    if task in ("sentiment", "health_sentiment"):
         return Features({"text": Value("string"), "label": ClassLabel(names=SENTIMENT_LABELS),
                          "unseen": Value("bool")})
     if task == "topic":
@@ -149,7 +153,8 @@ def load_task(task: str, split: str, data_dir: str | os.PathLike | None = None,
     """One split of the offline corpus as a ``datasets.Dataset`` (no network, no HF cache).
 
     Args:
-        task: one of ``"pretrain", "sentiment", "topic", "tagging", "nli"``.
+        task: one of ``"pretrain", "sentiment", "topic", "tagging", "nli"``, or the held-out
+            domain's ``"health_pretrain", "health_sentiment"``.
         split: one of ``TASK_SPLITS[task]``, e.g. ``"train"``, ``"validation"``, ``"test"``,
             ``"test_unseen"``.
         data_dir: folder of the generated files; ``default_data_dir()`` when None. The corpus is

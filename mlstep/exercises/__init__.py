@@ -28,6 +28,7 @@ The checks, by chapter (one submodule each; import them all from here):
 * 07 :mod:`~mlstep.exercises.distillation`: ``check_soft_targets``, ``check_distillation_loss``
 * 08 :mod:`~mlstep.exercises.gpt`: ``check_next_token_loss``, ``check_top_k_filter``,
   ``check_temperature_prediction``
+* 09 :mod:`~mlstep.exercises.multistage`: ``check_layerwise_loss``, ``check_magnitude_mask``
 * 10 :mod:`~mlstep.exercises.realtext`: ``check_read_conllu``, ``check_unseen_word_accuracy``, and
   ``check_prediction`` (a prediction against a measurement, not a function check), with
   ``committed_gain`` (the measurement: the committed seeds of the label-budget benchmark)
@@ -73,6 +74,7 @@ from mlstep.exercises.gpt import (
     check_top_k_filter,
 )
 from mlstep.exercises.masking import check_mask_tokens, check_mlm_loss
+from mlstep.exercises.multistage import PREDICTIONS, check_layerwise_loss, check_magnitude_mask
 from mlstep.exercises.pairs import check_nsp_pairs, check_sop_pairs
 from mlstep.exercises.realtext import (
     check_prediction,
@@ -110,6 +112,10 @@ __all__ = [
     "check_next_token_loss",
     "check_top_k_filter",
     "check_temperature_prediction",
+    # 09 multi-stage training
+    "check_layerwise_loss",
+    "check_magnitude_mask",
+    "PREDICTIONS",
     # 10 real English
     "check_read_conllu",
     "check_unseen_word_accuracy",
