@@ -37,7 +37,7 @@ def test_stages_run_in_order_on_copies():
                      progress=False)
     assert list(out) == ["one", "two", "wider"] and seen == [0.0, 1.0]
     assert float(out["one"].weight.detach()) == 1.0 and float(out["two"].weight.detach()) == 3.0  # each stage's own copy
-    assert float(start.weight) == 0.0 and not out["two"].training
+    assert float(start.weight.detach()) == 0.0 and not out["two"].training
     with pytest.raises(ValueError, match="unique"):
         run_stages(start, [("a", add(1)), ("a", add(1))], progress=False)
     with pytest.raises(TypeError, match="returned dict"):
