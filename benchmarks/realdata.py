@@ -101,7 +101,7 @@ def ud_task(data: Path, tokenizer, quick: bool) -> Task:
         return Task("ud_pos", "tagging", ud["train"], ud["validation"].select(range(100)),
                     ud["test"].select(range(200)), tokenizer, [20, 40], {20: 8, 40: 8}, 40)
     return Task("ud_pos", "tagging", ud["train"], ud["validation"], ud["test"], tokenizer,
-                [50, 200], {50: 150, 200: 300}, 200)
+                [50, 200, 1000], {50: 150, 200: 300, 1000: 600}, 200)
 
 
 def sst2_task(data: Path, tokenizer, quick: bool) -> Task:
@@ -113,7 +113,7 @@ def sst2_task(data: Path, tokenizer, quick: bool) -> Task:
         return Task("sst2", "classification", train, validation.select(range(100)),
                     sst2["validation"].select(range(200)), tokenizer, [20, 40], {20: 8, 40: 8}, 40)
     return Task("sst2", "classification", train, validation, sst2["validation"], tokenizer,
-                [1000], {1000: 400}, 1000)
+                [1000, 5000], {1000: 400, 5000: 800}, 1000)
 
 
 # --- one cell: tune, then seeds ---------------------------------------------------------------------
@@ -166,13 +166,16 @@ ARMS = ("pretrained", "scratch", "pretrained_probe", "scratch_probe")
 
 
 def run_task(task: Task, pretrained, arms: Sequence[str], seeds: int, quick: bool, log,
-             save=lambda result: None) -> dict[str, Any]:
-    """Every cell of ``arms``; ``save(result)`` after each, so an interrupted run keeps its cells."""
+             save=lambda result: None, budgets: Sequence[int] | None = None) -> dict[str, Any]:
+    """Every cell of ``arms`` (only the ``budgets`` given, if any); ``save(result)`` after each, so
+    an interrupted run keeps its cells."""
     result: dict[str, Any] = {"kind": task.kind, "budgets": task.budgets, "train_size": len(task.train),
                               "test_size": len(task.test), "arms": {}}
     for arm in arms:
         model, probe = (pretrained if arm.startswith("pretrained") else None), arm.endswith("probe")
         for n in [task.probe_budget] if probe else task.budgets:
+            if budgets and n not in budgets:
+                continue
             cell = run_cell(task, model, pretrained.config, n, lr_grid(task, n, probe, quick), seeds, probe, log)
             result["arms"].setdefault(arm, {})[str(n)] = cell
             save(result)
@@ -210,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     p.add_argument("--quick", action="store_true", help="tiny budgets and steps (smoke run)")
+    p.add_argument("--budgets", default=None,
+                   help="comma-separated label budgets to run (default: every budget of each task)")
     p.add_argument("--json", default=None, help="write every number here (merged into an existing file)")
     args = p.parse_args(argv)
     data = Path(args.data) if args.data else DEFAULT_DATA
@@ -229,11 +234,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     merged.update({k: v for k, v in result.items() if k != "tasks"})
 
     def save(name: str, task_result: dict[str, Any], cpu_min: float) -> dict[str, Any]:
-        """Merge into the JSON file: runs of some arms add to (or replace) those arms."""
+        """Merge into the JSON file: runs of some arms and budgets add to (or replace) those cells."""
         earlier = merged.setdefault("tasks", {}).setdefault(name, {"arms": {}, "cpu_min": {}})
         earlier.update({k: v for k, v in task_result.items() if k not in ("arms", "cpu_min")})
-        earlier["arms"].update(task_result["arms"])
-        earlier["cpu_min"][args.arms] = cpu_min
+        for arm, cells in task_result["arms"].items():  # budget by budget: earlier budgets stay
+            earlier["arms"].setdefault(arm, {}).update(cells)
+        earlier["cpu_min"][args.arms + (f" (budgets {args.budgets})" if args.budgets else "")] = cpu_min
         if all(str(n) in earlier["arms"].get(arm, {}) for arm in ("pretrained", "scratch") for n in earlier["budgets"]):
             earlier["table"] = table(name, earlier)
         if args.json:
@@ -243,8 +249,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for name in args.tasks.split(","):
         start = time.process_time()
         task = {"ud_pos": ud_task, "sst2": sst2_task}[name](data, tokenizer, args.quick)
+        only = [int(n) for n in args.budgets.split(",")] if args.budgets else None
         run = run_task(task, pretrained, arms, args.seeds, args.quick, print,
-                       save=lambda r, name=name, start=start: save(name, r, (time.process_time() - start) / 60))
+                       save=lambda r, name=name, start=start: save(name, r, (time.process_time() - start) / 60),
+                       budgets=only)
         result["tasks"][name] = save(name, run, (time.process_time() - start) / 60)
         if "table" in result["tasks"][name]:
             print(f"\n{name}:\n{result['tasks'][name]['table']}\n")

@@ -103,13 +103,32 @@ def test_quick_run_end_to_end(realdata, setup, capsys):
     assert "accuracy on them" in capsys.readouterr().out
 
 
+def test_a_run_of_some_budgets_adds_them_beside_the_others(realdata, setup):
+    out = setup / "one_budget.json"
+    args = ["--quick", "--data", str(setup / "data"), "--model", str(setup / "model"), "--json", str(out),
+            "--tasks", "ud_pos", "--arms", "pretrained,scratch", "--seeds", "2"]
+    threads = torch.get_num_threads()
+    try:
+        realdata.main(args + ["--budgets", "20"])
+        first = json.loads(out.read_text())["tasks"]["ud_pos"]
+        realdata.main(args + ["--budgets", "40"])
+    finally:
+        torch.set_num_threads(threads)
+    assert all(list(first["arms"][arm]) == ["20"] for arm in ("pretrained", "scratch"))
+    assert "table" not in first  # the 40-sentence cells are missing
+    task = json.loads(out.read_text())["tasks"]["ud_pos"]
+    assert task["arms"]["pretrained"]["20"] == first["arms"]["pretrained"]["20"]  # kept, not rerun
+    assert sorted(task["arms"]["scratch"]) == ["20", "40"] and "| 40 |" in task["table"]
+    assert sorted(task["cpu_min"]) == ["pretrained,scratch (budgets 20)", "pretrained,scratch (budgets 40)"]
+
+
 def test_budgets_are_seeded_samples_and_sst2_validation_is_held_out(realdata, setup):
     from mlstep.realtext import load_realtext_model
 
     _, tok, _ = load_realtext_model(setup / "model")
     task = realdata.sst2_task(setup / "data", tok, quick=False)
     assert len(task.train) == 100 and len(task.validation) == realdata.SST2_VALIDATION
-    assert task.budgets == [1000] and task.probe_budget == 1000
+    assert task.budgets == [1000, 5000] and task.probe_budget == 1000
     a, b = task.sample(20, seed=0), task.sample(20, seed=1)
     assert a["text"] == task.sample(20, seed=0)["text"] and a["text"] != b["text"]
     ud = realdata.ud_task(setup / "data", tok, quick=False)
