@@ -16,12 +16,7 @@ OLD = ["the soup was good and lovely .", "the cake was bad .", "anna cooked the 
 NEW = ["the ointment was soothing and good .", "the ointment was painful .", "the nurse applied the ointment ."] * 20
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

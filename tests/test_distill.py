@@ -28,12 +28,7 @@ from mlstep.train import TrainConfig, train
 ClassifierOutput = namedtuple("ClassifierOutput", "loss logits")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class TinyClassifier(nn.Module):

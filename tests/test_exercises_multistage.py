@@ -11,13 +11,7 @@ from mlstep.exercises import PREDICTIONS, check_layerwise_loss, check_magnitude_
 from mlstep.layerwise import layerwise_loss
 from mlstep.prune import magnitude_masks
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def run(check, *args, capsys, **options):

@@ -34,12 +34,7 @@ CFG = BertConfig(vocab_size=V, hidden_size=16, num_layers=3, num_heads=2, interm
 QUIET = dict(progress=False, device="cpu")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def batch(B=4, T=10, seed=0, token_labels=False):

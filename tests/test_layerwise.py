@@ -21,12 +21,7 @@ CFG = BertConfig(vocab_size=V, hidden_size=16, num_layers=3, num_heads=2, interm
                  max_position=12, dropout=0.0, pre_norm=True)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def data(n=8, T=7, seed=0):

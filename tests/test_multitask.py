@@ -28,12 +28,7 @@ HEADS = {"sentiment": ("sequence", 2), "topic": ("sequence", 5), "tags": ("token
 QUIET = dict(progress=False, device="cpu")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def rows(n, num_labels, token=False, T=6, seed=0):

@@ -11,13 +11,7 @@ from torch import nn
 
 from mlstep.pipeline import latencies, run_stages, size_on_disk
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_stages_run_in_order_on_copies():

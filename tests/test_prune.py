@@ -34,12 +34,7 @@ CFG = BertConfig(vocab_size=V, hidden_size=16, num_layers=2, num_heads=4, interm
                  max_position=12, dropout=0.0, pre_norm=True)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def model(seed=0, config=CFG):

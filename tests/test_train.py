@@ -29,13 +29,7 @@ HERE = Path(__file__).resolve().parent
 QUIET = dict(progress=False, device="cpu")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # bit-for-bit comparisons need the same thread count in both runs; 1 is also fastest here
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class TinyNet(nn.Module):
