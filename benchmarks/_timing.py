@@ -15,13 +15,14 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["interleaved", "Timing", "markdown_table", "environment", "cpu_model", "busy_warning",
+__all__ = ["Size", "interleaved", "Timing", "markdown_table", "environment", "cpu_model", "busy_warning",
            "common_arguments", "start", "write_json", "training_step"]
 
 
@@ -161,6 +162,28 @@ def busy_warning(env: dict[str, Any]) -> str | None:
             "consider --threads 1 or OMP_WAIT_POLICY=PASSIVE")
 
 
+@dataclass(frozen=True)
+class Size:
+    """One benchmarked transformer configuration (the same numbers build both models compared)."""
+
+    name: str  # label in the tables
+    layers: int  # blocks L
+    hidden: int  # width d (the FFN is 4 d wide, as in BERT and GPT-2)
+    heads: int  # attention heads; must divide hidden
+    seq_len: int  # tokens per sequence T (generation: max positions)
+    batch: int  # sequences per step B (generation: prompts decoded together)
+    vocab: int  # vocabulary size V
+    repeats: int  # timed rounds on CPU (the GPU paths use --repeats or their own default)
+
+    @property
+    def intermediate(self) -> int:
+        return 4 * self.hidden
+
+    def label(self) -> str:
+        return (f"{self.name}: L={self.layers} d={self.hidden} h={self.heads} T={self.seq_len} "
+                f"B={self.batch} V={self.vocab}")
+
+
 def common_arguments(description: str) -> argparse.ArgumentParser:
     """A parser with the options every benchmark takes: --device, --threads, --quick, --repeats,
     --warmup, --json."""
@@ -168,7 +191,7 @@ def common_arguments(description: str) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU); default 2")
     p.add_argument("--quick", action="store_true", help="tiny configurations, 2 repetitions (smoke run)")
-    p.add_argument("--repeats", type=int, default=None, help="timed rounds (default: per size)")
+    p.add_argument("--repeats", type=int, default=None, help="timed rounds (default: the benchmark's own)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs of each candidate first")
     p.add_argument("--json", type=Path, default=None, help="write the results to this file")
     return p

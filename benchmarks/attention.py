@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _timing when run as a script
 
-from _timing import busy_warning, environment, interleaved, markdown_table  # noqa: E402
+from _timing import busy_warning, common_arguments, environment, interleaved, markdown_table  # noqa: E402
 
 from mlstep import (  # noqa: E402
     MultiHeadAttention,
@@ -128,13 +128,8 @@ def measure(candidates: dict[str, Callable[[], None]], repeats: int, warmup: int
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto")
-    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU); default 2")
-    p.add_argument("--quick", action="store_true", help="tiny shapes, 2 repetitions (smoke run)")
-    p.add_argument("--repeats", type=int, default=None, help="timed rounds (default 15; quick 2)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed calls of each candidate first")
-    p.add_argument("--json", type=Path, default=None, help="write the results to this file")
+    p = common_arguments(__doc__.split("\n\n")[0])
+    p.set_defaults(warmup=2)
     return p.parse_args(argv)
 
 

@@ -31,7 +31,7 @@ import argparse
 import functools
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _timing when run as a script
 
 from _timing import (  # noqa: E402
+    Size,
     common_arguments,
     interleaved,
     markdown_table,
@@ -55,23 +56,6 @@ from mlstep.gpt import gpt_from_hf  # noqa: E402
 
 PROMPT_LEN = 16
 
-
-@dataclass(frozen=True)
-class Size:
-    """One benchmarked configuration (the same numbers build both models)."""
-
-    name: str  # label in the tables
-    layers: int  # blocks L
-    hidden: int  # width d (the MLP is 4 d wide, as in GPT-2)
-    heads: int  # attention heads
-    seq_len: int  # tokens per training sequence T (generation: max positions)
-    batch: int  # sequences per step B (generation: prompts decoded together)
-    vocab: int  # vocabulary size V
-    repeats: int  # timed rounds
-
-    def label(self) -> str:
-        return (f"{self.name}: L={self.layers} d={self.hidden} h={self.heads} T={self.seq_len} "
-                f"B={self.batch} V={self.vocab}")
 
 
 # Training: the course's GPT, and the target size where mlstep should be >= 1.0x HF.

@@ -31,7 +31,7 @@ import json
 import statistics
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _timing when run as a script
 
-from _timing import busy_warning, environment, interleaved, markdown_table  # noqa: E402
+from _timing import Size, busy_warning, common_arguments, environment, interleaved, markdown_table  # noqa: E402
 
 import mlstep  # noqa: E402
 from mlstep import bert_from_hf, get_device, mask_tokens  # noqa: E402
@@ -50,27 +50,6 @@ from mlstep.utils import autocast  # noqa: E402
 PAD, UNK, CLS, SEP, MASK = range(5)
 SPECIAL_IDS = (PAD, UNK, CLS, SEP, MASK)
 
-
-@dataclass(frozen=True)
-class Size:
-    """One benchmarked configuration (the same numbers build both models)."""
-
-    name: str  # label in the table
-    layers: int  # encoder layers L
-    hidden: int  # hidden size d (intermediate size is 4 d, as in BERT)
-    heads: int  # attention heads; must divide hidden
-    seq_len: int  # tokens per sequence T
-    batch: int  # sequences per step B
-    vocab: int  # vocabulary size V
-    repeats: int  # timed rounds on CPU (the GPU path uses --repeats or its own default)
-
-    @property
-    def intermediate(self) -> int:
-        return 4 * self.hidden
-
-    def label(self) -> str:
-        return (f"{self.name}: L={self.layers} d={self.hidden} h={self.heads} T={self.seq_len} "
-                f"B={self.batch} V={self.vocab}")
 
 
 # The benchmark's target configuration is "target"; mlstep should be >= 1.5x faster there.
@@ -278,19 +257,14 @@ def format_table(results: Sequence[dict[str, Any]], device: torch.device) -> str
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto")
-    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU); default 2")
-    p.add_argument("--quick", action="store_true", help="tiny config, 2 repetitions (smoke run)")
-    p.add_argument("--repeats", type=int, default=None, help="timed rounds (default: per size)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps of each model first")
+    p = common_arguments(__doc__.split("\n\n")[0])
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.set_defaults(warmup=2)
     p.add_argument("--sizes", default=None,
                    help="comma-separated size names to run (e.g. target); default all")
     p.add_argument("--no-eager", action="store_true", help="skip HF eager attention")
     p.add_argument("--peak-tflops", type=float, default=989.0,
                    help="accelerator peak for MFU (default 989: H100 SXM bf16 dense)")
-    p.add_argument("--json", type=Path, default=None, help="write the results to this file")
     return p.parse_args(argv)
 
 
