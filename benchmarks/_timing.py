@@ -200,7 +200,7 @@ def common_arguments(description: str) -> argparse.ArgumentParser:
 def training_step(model: nn.Module, loss: Callable[[], torch.Tensor], device: torch.device) -> Callable[[], None]:
     """One optimizer step as a closure: zero_grad, ``loss()`` under autocast, backward, AdamW step
     (fused on CUDA: one kernel for all parameters; the default foreach path on CPU)."""
-    from mlstep.utils import autocast
+    from mlstep.tools.runtime import autocast
 
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda" or None)
 
@@ -219,7 +219,7 @@ def start(args: argparse.Namespace, needs_transformers: bool = True) -> tuple[to
     ``--threads`` set and the environment printed (with a warning when the machine is busy).
     ``(None, {"skipped": reason})`` with a printed ``skipped: ...`` line when the device or Hugging
     Face ``transformers`` is missing."""
-    from mlstep.utils import get_device
+    from mlstep.tools.runtime import get_device
 
     try:
         device = get_device(args.device)

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from mlstep.checks import check_mask, check_width
 from mlstep.config import TransformerConfig
+from mlstep.tools.checks import check_mask, check_width
 
 __all__ = ["scaled_dot_product_attention", "padding_mask", "causal_mask", "MultiHeadAttention"]
 

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from mlstep.exercises import PREDICTIONS, check_layerwise_loss, check_magnitude_mask
-from mlstep.layerwise import layerwise_loss
-from mlstep.prune import magnitude_masks
+from mlstep.multistage.layerwise import layerwise_loss
+from mlstep.multistage.prune import magnitude_masks
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

@@ -9,19 +9,25 @@ from typing import Any
 
 import torch
 
-from mlstep.adapt import extend_vocabulary, new_words
 from mlstep.bert import BertForPreTraining
 from mlstep.data import TAGS, load_task
-from mlstep.pretrain import (
+from mlstep.multistage.adapt import extend_vocabulary, new_words
+from mlstep.tasks.course import load_course_model
+from mlstep.tasks.labeled import (
+    TensorDataset,
+    encode_classification,
+    encode_tagging,
+    finetune_config,
+    fit,
+)
+from mlstep.tasks.masked_lm import (
     MaskingCollator,
     PairDataset,
     evaluate_pretraining,
     fixed_batches,
-    load_course_model,
     make_pairs,
 )
-from mlstep.tasks import TensorDataset, encode_classification, encode_tagging, fit
-from mlstep.wordpiece import WordPieceTokenizer
+from mlstep.tokenizers.wordpiece import WordPieceTokenizer
 
 __all__ = ["NUM_LABELS", "course_model", "labeled", "documents", "health_words", "health_tokenizer", "mlm_dataset",
            "mlm_collator", "mlm_accuracy", "finetune"]
@@ -101,6 +107,6 @@ def mlm_accuracy(model: BertForPreTraining, task: str, tokenizer: WordPieceToken
 
 def finetune(model: torch.nn.Module, data: TensorDataset, steps: int, seed: int, lr: float = 1e-3,
              **kwargs: Any) -> torch.nn.Module:
-    """:func:`mlstep.tasks.fit` with ``lr`` and ``seed``; returns the model in eval mode."""
-    fit(model, data, steps=steps, lr=lr, seed=seed, **kwargs)
+    """:func:`mlstep.tasks.labeled.fit` with ``lr`` and ``seed``; returns the model in eval mode."""
+    fit(model, data, finetune_config(steps, lr, seed=seed), **kwargs)
     return model.eval()

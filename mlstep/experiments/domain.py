@@ -10,10 +10,8 @@ from typing import Any
 
 import torch
 
-from mlstep.adapt import continue_pretraining, extend_vocabulary
 from mlstep.bert import BertForPreTraining
-from mlstep.finetune import BertForSequenceClassification
-from mlstep.multistage.common import (
+from mlstep.experiments.multistage_setup import (
     course_model,
     documents,
     finetune,
@@ -22,7 +20,9 @@ from mlstep.multistage.common import (
     labeled,
     mlm_accuracy,
 )
-from mlstep.tasks import evaluate_classifier
+from mlstep.finetune import BertForSequenceClassification
+from mlstep.multistage.adapt import continue_pretraining, extend_vocabulary
+from mlstep.tasks.labeled import evaluate_classifier
 
 __all__ = ["DOMAIN_ARMS", "adapted_model", "domain_experiment"]
 

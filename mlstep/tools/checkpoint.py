@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mlstep.utils import atomic_write, unwrap_model
+from mlstep.tools.runtime import atomic_write, unwrap_model
 
 __all__ = [
     "save_tensors",

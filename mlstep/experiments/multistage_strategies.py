@@ -1,9 +1,9 @@
 """Chapter 09's training strategies, each against its plain baseline, one seed per call: layer-wise
 losses, a short-to-long curriculum and multi-task learning (domain adaptation is in
-:mod:`mlstep.multistage.adaptation`).
+:mod:`mlstep.experiments.domain`).
 
 Both arms of a comparison get the same data, steps, batch size and learning rate; only the
-strategy differs. Each function returns a flat dict of numbers (see :mod:`mlstep.multistage`).
+strategy differs. Each function returns a flat dict of numbers (see :mod:`mlstep.experiments.multistage`).
 """
 
 from __future__ import annotations
@@ -17,15 +17,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from mlstep.bert import BertForPreTraining
-from mlstep.curriculum import Curriculum
 from mlstep.data import TAGS
-from mlstep.finetune import (
-    BertForSequenceClassification,
-    BertForTokenClassification,
-    freeze_encoder,
-)
-from mlstep.layerwise import LayerwiseClassifier, layer_accuracies
-from mlstep.multistage.common import (
+from mlstep.experiments.multistage_setup import (
     NUM_LABELS,
     course_model,
     finetune,
@@ -34,9 +27,16 @@ from mlstep.multistage.common import (
     mlm_collator,
     mlm_dataset,
 )
-from mlstep.multitask import MultiTaskBatches, MultiTaskModel, multitask_step_fn
-from mlstep.pretrain import pretraining_step
-from mlstep.tasks import evaluate_classifier, evaluate_tagger
+from mlstep.finetune import (
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    freeze_encoder,
+)
+from mlstep.multistage.curriculum import Curriculum
+from mlstep.multistage.layerwise import LayerwiseClassifier, layer_accuracies
+from mlstep.multistage.multitask import MultiTaskBatches, MultiTaskModel, multitask_step_fn
+from mlstep.tasks.labeled import evaluate_classifier, evaluate_tagger
+from mlstep.tasks.masked_lm import pretraining_step
 from mlstep.train import TrainConfig, train
 
 __all__ = ["layerwise_experiment", "curriculum_experiment", "MULTITASK_LABELS", "MULTITASK_ARMS",

@@ -13,41 +13,35 @@ In the order the chapter uses them:
    conditional-generation task: write a document's concluding sentence from its opening.
 6. :func:`attention_maps` reads every head's attention weights out of a trained model.
 7. :class:`GPTRecipe` and :func:`pretrain_gpt` pretrain the course's tiny GPT; ``python -m
-   mlstep.causal_lm`` runs the recipe and saves the result to ``data/pretrained_gpt/``, which
-   chapter 08 and its multi-seed script load with :func:`load_course_gpt`.
+   mlstep.tasks gpt`` runs the recipe and saves the result to ``data/pretrained_gpt/``, which
+   chapter 08 and its multi-seed experiment load with ``load_course_model("gpt")``
+   (:mod:`mlstep.tasks.course`).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from mlstep.bpe import ByteLevelBPETokenizer
-from mlstep.checkpoint import save_tensors
 from mlstep.data import load_task
 from mlstep.data.grammar import sentence_kind
 from mlstep.generation import generate, pad_left
 from mlstep.gpt import GPT, GPTConfig, lm_step
-from mlstep.tasks import TensorDataset
+from mlstep.tasks.labeled import TensorDataset
+from mlstep.tokenizers.bpe import ByteLevelBPETokenizer
+from mlstep.tools.runtime import IGNORE_INDEX, eval_mode
 from mlstep.train import History, TrainConfig, train
-from mlstep.utils import IGNORE_INDEX, set_threads
 
 __all__ = ["pack_documents", "NGramLM", "evaluate_lm", "sample_texts", "split_sentences",
            "grammatical_share", "conclusion_pairs", "encode_prompted", "complete", "attention_maps",
-           "GPTRecipe", "corpus_bpe", "pretrain_gpt", "save_gpt", "load_gpt", "load_course_gpt"]
-
-FORMAT = "mlstep-gpt-v1"
-
+           "GPTRecipe", "corpus_bpe", "pretrain_gpt"]
 
 def pack_documents(documents: Sequence[Sequence[str]], tokenizer: ByteLevelBPETokenizer,
                    block_size: int) -> Tensor:
@@ -105,17 +99,15 @@ class NGramLM:
 @torch.no_grad()
 def evaluate_lm(model: GPT, blocks: Tensor, batch_size: int = 64) -> dict[str, float]:
     """Held-out next-token ``loss`` (nats), ``perplexity`` and ``accuracy`` over ``blocks (N, T)``."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     nll = correct = total = 0.0
-    for start in range(0, len(blocks), batch_size):
-        ids = blocks[start:start + batch_size].to(device)  # (B, T)
-        logits = model(ids).logits[:, :-1].float()  # (B, T - 1, V): predictions of tokens 1..T-1
-        nll += F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="sum").item()
-        correct += (logits.argmax(-1) == ids[:, 1:]).sum().item()
-        total += ids[:, 1:].numel()
-    model.train(was_training)
+    with eval_mode(model):
+        for start in range(0, len(blocks), batch_size):
+            ids = blocks[start:start + batch_size].to(device)  # (B, T)
+            logits = model(ids).logits[:, :-1].float()  # (B, T - 1, V): predictions of tokens 1..T-1
+            nll += F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="sum").item()
+            correct += (logits.argmax(-1) == ids[:, 1:]).sum().item()
+            total += ids[:, 1:].numel()
     return {"loss": nll / total, "perplexity": math.exp(nll / total), "accuracy": correct / total}
 
 
@@ -190,13 +182,10 @@ def complete(model: GPT, tokenizer: ByteLevelBPETokenizer, prompts: Sequence[str
 def attention_maps(model: GPT, input_ids: Tensor) -> list[Tensor]:
     """Every layer's attention weights ``(B, H, T, T)`` for ``input_ids (B, T)``, from the
     from-scratch attention path (the fused one never forms them)."""
-    was_training = model.training
-    model.eval()
-    states = model.hidden_states(input_ids)
-    maps = [block.attn(block.norm1(x) if block.pre_norm else x, need_weights=True)[1]
-            for block, x in zip(model.decoder.layers, states)]  # layer l reads hidden state l
-    model.train(was_training)
-    return maps
+    with eval_mode(model):
+        states = model.hidden_states(input_ids)
+        return [block.attn(block.norm1(x) if block.pre_norm else x, need_weights=True)[1]
+                for block, x in zip(model.decoder.layers, states)]  # layer l reads hidden state l
 
 
 @dataclass(frozen=True)
@@ -241,71 +230,3 @@ def pretrain_gpt(recipe: GPTRecipe = GPTRecipe(), tokenizer: ByteLevelBPETokeniz
                       progress=progress, device=device)
     history = train(model, loader, lm_step, run, eval_fn=lambda m: evaluate_lm(m, valid_blocks[:200]))
     return model.eval(), history
-
-
-def save_gpt(directory: str | os.PathLike, model: GPT, tokenizer: ByteLevelBPETokenizer,
-             metadata: dict | None = None) -> Path:
-    """Write ``model.pt`` (config + weights, atomically) and ``tokenizer.json`` into ``directory``."""
-    directory = Path(directory)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    save_tensors({"format": FORMAT, "config": asdict(model.config), "model": state,
-                  "metadata": json.dumps(metadata or {})}, directory / "model.pt")
-    tokenizer.save(directory / "tokenizer.json")
-    return directory
-
-
-def load_gpt(directory: str | os.PathLike) -> tuple[GPT, ByteLevelBPETokenizer, dict]:
-    """``(model in eval mode, tokenizer, metadata)`` as :func:`save_gpt` wrote them (no code runs:
-    ``torch.load(weights_only=True)``)."""
-    path = Path(directory) / "model.pt"
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a {FORMAT} file; rebuild it with `python -m mlstep.causal_lm`")
-    model = GPT(GPTConfig(**ckpt["config"]))
-    model.load_state_dict(ckpt["model"])
-    tokenizer = ByteLevelBPETokenizer.load(Path(directory) / "tokenizer.json")
-    return model.eval(), tokenizer, json.loads(ckpt["metadata"])
-
-
-def default_gpt_dir() -> Path:
-    """``data/pretrained_gpt`` of a source checkout (committed), else ``~/.cache/mlstep/pretrained_gpt``."""
-    checkout = Path(__file__).resolve().parents[1] / "data"
-    return checkout / "pretrained_gpt" if checkout.is_dir() else Path.home() / ".cache" / "mlstep" / "pretrained_gpt"
-
-
-def build_course_gpt(directory: str | os.PathLike, recipe: GPTRecipe = GPTRecipe(), device: str = "cpu") -> dict:
-    """Pretrain with ``recipe`` and save model, tokenizer and the run's numbers to ``directory``."""
-    tokenizer = corpus_bpe(recipe.vocab_size)
-    model, history = pretrain_gpt(recipe, tokenizer, device=device)
-    metadata = {"recipe": asdict(recipe), "evals": history.evals, "train_loss": history.series("train.loss"),
-                "torch": torch.__version__}
-    save_gpt(directory, model.cpu(), tokenizer, metadata)
-    return metadata
-
-
-def load_course_gpt(directory: str | os.PathLike | None = None) -> tuple[GPT, ByteLevelBPETokenizer, dict]:
-    """The course's pretrained tiny GPT, its tokenizer and metadata (pretrained on first use if missing)."""
-    directory = Path(directory) if directory is not None else default_gpt_dir()
-    if not (directory / "model.pt").exists():
-        print(f"{directory} is missing: pretraining it now with GPTRecipe() (about 7 minutes on one CPU thread)")
-        build_course_gpt(directory)
-    return load_gpt(directory)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Pretrain the course's tiny GPT on the offline corpus.")
-    parser.add_argument("--out", type=Path, default=default_gpt_dir(), help="default: data/pretrained_gpt")
-    parser.add_argument("--device", default="cpu", help='"cpu", "cuda" or "auto"')
-    for f in fields(GPTRecipe):  # every recipe field is an option: --steps 500, --lr 1e-3, ...
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
-    args = vars(parser.parse_args(argv))
-    out, device = args.pop("out"), args.pop("device")
-    set_threads()  # MLSTEP_THREADS or 1
-    metadata = build_course_gpt(out, GPTRecipe(**args), device=device)
-    print(f"saved to {out}: {json.dumps(metadata['evals'][-1])}")
-
-
-if __name__ == "__main__":
-    main()

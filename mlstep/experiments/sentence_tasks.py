@@ -1,6 +1,6 @@
 """Chapter 05's controlled NSP-vs-SOP comparison, written to chapters/results/05_sentence_tasks.json.
 
-    python scripts/sweep_sentence_tasks.py        # ≈ 25 CPU-minutes on one thread
+    python -m mlstep.experiments sentence-tasks        # ≈ 25 CPU-minutes on one thread
 
 Every model is scored on the same held-out NSP pairs and SOP pairs (2,000 of each):
 
@@ -14,26 +14,26 @@ The chapter reruns seed 0 of "then 600 steps of MLM + SOP" live and checks it la
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Sequence
 
 import torch
-from _results import summary, write_results
 from torch.utils.data import DataLoader
 
 from mlstep.data import load_task
-from mlstep.pretrain import (
+from mlstep.experiments.results import summary, write_results
+from mlstep.tasks.course import load_course_model
+from mlstep.tasks.masked_lm import (
     MaskingCollator,
     PairDataset,
     PretrainRecipe,
     evaluate_pretraining,
     fixed_batches,
-    load_course_model,
     make_pairs,
     pretrain_on_corpus,
     pretraining_step,
 )
+from mlstep.tools.runtime import set_threads
 from mlstep.train import TrainConfig, train
-from mlstep.utils import set_threads
 
 SEEDS = (0, 1, 2)
 CONTINUE_STEPS = 600
@@ -56,7 +56,7 @@ def continue_training(model, tokenizer, objective: str, seed: int) -> None:
 
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> None:
     set_threads()
     course, tokenizer, _ = load_course_model()
     batches = {"NSP": held_out_batches(tokenizer, "mlm+nsp"), "SOP": held_out_batches(tokenizer, "mlm+sop")}
@@ -79,13 +79,9 @@ def main() -> int:
                                                 progress=False)
             runs[name].append(score(model))
             print(name, seed, runs[name][-1], flush=True)
-    result = {"command": "python scripts/sweep_sentence_tasks.py", "seeds": list(SEEDS),
+    result = {"command": "python -m mlstep.experiments sentence-tasks", "seeds": list(SEEDS),
               "held_out_pairs": 2000,
               "runs": {name: {task: summary([r[task] for r in rs]) for task in ("NSP", "SOP")}
                        for name, rs in runs.items()}}
     write_results("05_sentence_tasks.json", result)
-    return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

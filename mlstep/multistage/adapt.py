@@ -23,9 +23,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from mlstep.bert import BertForPreTraining
-from mlstep.pretrain import MaskingCollator, PairDataset, make_pairs, pretraining_step
+from mlstep.tasks.masked_lm import MaskingCollator, PairDataset, make_pairs, pretraining_step
+from mlstep.tokenizers.wordpiece import WordPieceTokenizer
 from mlstep.train import TrainConfig, train
-from mlstep.wordpiece import WordPieceTokenizer
 
 __all__ = ["new_words", "extend_vocabulary", "continue_pretraining"]
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from mlstep.tasks import TensorDataset
+from mlstep.tasks.labeled import TensorDataset
 
 __all__ = ["Curriculum", "growing_pools"]
 

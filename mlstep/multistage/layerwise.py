@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlstep.bert import BertConfig, BertModel
-from mlstep.checks import check_ids
-from mlstep.finetune import find_bert, mean_pool
-from mlstep.tasks import TensorDataset, evaluate_classifier
-from mlstep.transformer import init_weights
+from mlstep.finetune import mean_pool
+from mlstep.tasks.labeled import TensorDataset, evaluate_classifier
+from mlstep.tools.checks import check_ids
+from mlstep.transformer import find_backbone, init_weights
 
 __all__ = ["layerwise_loss", "LayerwiseOutput", "LayerwiseClassifier", "layer_accuracies"]
 
@@ -51,8 +51,8 @@ class LayerwiseClassifier(nn.Module):
 
     Each head is ``LayerNorm → dropout → Linear`` (a pre-LN stack leaves its inner hidden states
     un-normalised, so every head normalises its own input). ``weights`` are the α of the loss;
-    ``predict_with`` is the layer whose head gives ``logits`` (what :func:`mlstep.tasks.predict`
-    and :func:`mlstep.tasks.evaluate_classifier` read).
+    ``predict_with`` is the layer whose head gives ``logits`` (what :func:`mlstep.tasks.labeled.predict`
+    and :func:`mlstep.tasks.labeled.evaluate_classifier` read).
     """
 
     def __init__(self, config_or_bert: BertConfig | BertModel, num_labels: int,
@@ -79,7 +79,7 @@ class LayerwiseClassifier(nn.Module):
     @classmethod
     def from_pretrained(cls, pretrained: nn.Module, num_labels: int, **kwargs: Any) -> LayerwiseClassifier:
         """Heads on a *copy* of the encoder inside ``pretrained``."""
-        return cls(copy.deepcopy(find_bert(pretrained)), num_labels, **kwargs)
+        return cls(copy.deepcopy(find_backbone(pretrained).model), num_labels, **kwargs)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
                 attention_mask: Tensor | None = None, labels: Tensor | None = None) -> LayerwiseOutput:

@@ -12,7 +12,7 @@ Three stages turn text into ids:
    to right; a piece that continues a word carries the prefix ``##`` ("playing" → ``play ##ing``).
    A word that cannot be cut, or is longer than 100 characters, becomes ``[UNK]`` as a whole.
 
-Training (:mod:`mlstep.merges`) learns the vocabulary bottom-up: start from single characters
+Training (:mod:`mlstep.tokenizers.merges`) learns the vocabulary bottom-up: start from single characters
 (``a`` at the start of a word, ``##a`` inside one) and repeatedly merge the best adjacent pair.
 The default merges the most frequent pair (``scoring="frequency"``, what the ``tokenizers``
 library's WordPiece trainer does); ``scoring="likelihood"`` ranks a pair by
@@ -32,8 +32,8 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
-from mlstep.merges import learn_merges
-from mlstep.tokenizer import Tokenizer
+from mlstep.tokenizers.base import Tokenizer
+from mlstep.tokenizers.merges import learn_merges
 
 __all__ = ["WordPieceTokenizer", "normalize_and_pretokenize", "SPECIAL_TOKENS"]
 

@@ -12,40 +12,35 @@ The pieces every pretraining chapter uses, in the order data flows:
    :func:`evaluate_pretraining` measures masked-token accuracy, perplexity and NSP/SOP accuracy on
    batches masked once with a fixed seed, so every evaluation sees the same masks.
 
-:func:`save_pretrained` / :func:`load_pretrained` store a model with its config and tokenizer
-(``torch.load(weights_only=True)``: a checkpoint cannot run code).
+:class:`PretrainRecipe` and :func:`pretrain_on_corpus` pretrain the course's tiny BERT;
+:mod:`mlstep.tasks.course` saves it and loads it back (``python -m mlstep.tasks bert``).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from mlstep.bert import BertConfig, BertForPreTraining
-from mlstep.checkpoint import save_tensors
 from mlstep.data import load_task
 from mlstep.masking import mask_tokens, nsp_pairs, sop_pairs
+from mlstep.tokenizers.wordpiece import WordPieceTokenizer
+from mlstep.tools.runtime import IGNORE_INDEX, eval_mode, get_device, setup_distributed
 from mlstep.train import TrainConfig, train
-from mlstep.utils import IGNORE_INDEX, get_device, is_main_process, set_threads, setup_distributed
-from mlstep.wordpiece import WordPieceTokenizer
 
 __all__ = ["OBJECTIVES", "make_pairs", "PairDataset", "MaskingCollator", "pretraining_step", "fixed_batches",
-           "evaluate_pretraining", "unigram_baseline", "fill_mask", "save_pretrained", "load_pretrained",
-           "PretrainRecipe", "corpus_tokenizer", "pretrain_on_corpus", "load_course_model",
-           "build_course_model", "default_pretrained_dir"]
+           "evaluate_pretraining", "unigram_baseline", "fill_mask", "PretrainRecipe", "corpus_tokenizer",
+           "pretrain_on_corpus"]
 
 OBJECTIVES = ("mlm", "mlm+nsp", "mlm+sop")
-FORMAT = "mlstep-pretrained-v2"  # v2: TransformerConfig fields and module names (attn, pooler)
 
 
 def make_pairs(documents: Sequence[Sequence[str]], objective: str = "mlm+nsp", seed: int = 0
@@ -169,23 +164,21 @@ def fixed_batches(dataset: Dataset, collator: MaskingCollator, batch_size: int =
 @torch.no_grad()
 def evaluate_pretraining(model: BertForPreTraining, batches: Sequence[dict]) -> dict[str, float]:
     """Masked-token accuracy and loss (→ perplexity) and, with labels, NSP/SOP accuracy."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     correct = total = 0
     nll = 0.0
     nsp_correct = nsp_total = 0
-    for batch in batches:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        out = model(**batch)
-        targets = batch["mlm_labels"][batch["mlm_labels"] != IGNORE_INDEX]  # (m,)
-        nll += F.cross_entropy(out.mlm_logits.float(), targets, reduction="sum").item()
-        correct += (out.mlm_logits.argmax(-1) == targets).sum().item()
-        total += targets.numel()
-        if "nsp_labels" in batch:
-            nsp_correct += (out.nsp_logits.argmax(-1) == batch["nsp_labels"]).sum().item()
-            nsp_total += batch["nsp_labels"].numel()
-    model.train(was_training)
+    with eval_mode(model):
+        for batch in batches:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            out = model(**batch)
+            targets = batch["mlm_labels"][batch["mlm_labels"] != IGNORE_INDEX]  # (m,)
+            nll += F.cross_entropy(out.mlm_logits.float(), targets, reduction="sum").item()
+            correct += (out.mlm_logits.argmax(-1) == targets).sum().item()
+            total += targets.numel()
+            if "nsp_labels" in batch:
+                nsp_correct += (out.nsp_logits.argmax(-1) == batch["nsp_labels"]).sum().item()
+                nsp_total += batch["nsp_labels"].numel()
     if total == 0:
         raise ValueError("the evaluation batches contain no masked token")
     result = {"mlm_accuracy": correct / total, "mlm_loss": nll / total,
@@ -222,48 +215,15 @@ def fill_mask(model: BertForPreTraining, tokenizer: WordPieceTokenizer, text: st
     positions = [i for i, t in enumerate(enc.ids) if t == tokenizer.mask_id]
     if not positions:
         raise ValueError(f"no [MASK] token in {text!r}")
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     ids = torch.tensor([enc.ids], device=device)
-    logits = model(ids, token_type_ids=torch.tensor([enc.token_type_ids], device=device)).mlm_logits[0]  # (T, V)
-    model.train(was_training)
+    with eval_mode(model):
+        logits = model(ids, token_type_ids=torch.tensor([enc.token_type_ids], device=device)).mlm_logits[0]  # (T, V)
     probs = logits[positions].float().softmax(-1)  # (masks, V)
     probs[:, list(tokenizer.special_ids)] = 0  # never suggest [PAD], [CLS], ...
     top = probs.topk(top_k, dim=-1)
     return [[(tokenizer.id_to_token(int(i)), float(p)) for p, i in zip(ps, ids_)]
             for ps, ids_ in zip(top.values, top.indices)]
-
-
-def save_pretrained(directory: str | os.PathLike, model: BertForPreTraining,
-                    tokenizer: WordPieceTokenizer | None = None, metadata: dict | None = None) -> Path:
-    """Write ``model.pt`` (config + weights, atomically) and ``tokenizer.json`` into ``directory``."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    save_tensors({"format": FORMAT, "config": asdict(model.config), "model": state,
-                  "metadata": json.dumps(metadata or {})}, directory / "model.pt")
-    if tokenizer is not None:
-        tokenizer.save(directory / "tokenizer.json")
-    return directory
-
-
-def load_pretrained(directory: str | os.PathLike, map_location: str | torch.device = "cpu"
-                    ) -> tuple[BertForPreTraining, WordPieceTokenizer | None, dict]:
-    """Load what :func:`save_pretrained` wrote: ``(model, tokenizer or None, metadata)``."""
-    directory = Path(directory)
-    path = directory / "model.pt"
-    if not path.exists():
-        raise FileNotFoundError(f"no pretrained model at {path}")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an mlstep pretrained model of this version ({FORMAT}); "
-                         "save it with save_pretrained, or rebuild it with `python -m mlstep.pretrain`")
-    model = BertForPreTraining(BertConfig(**ckpt["config"]))
-    model.load_state_dict(ckpt["model"])
-    tok_path = directory / "tokenizer.json"
-    tokenizer = WordPieceTokenizer.load(tok_path) if tok_path.exists() else None
-    return model, tokenizer, json.loads(ckpt.get("metadata", "{}"))
 
 
 # --- the course's pretraining recipe: chapter 05 runs it, chapters 06-07 start from its result -----
@@ -340,59 +300,3 @@ def pretrain_on_corpus(recipe: PretrainRecipe = PretrainRecipe(), tokenizer: Wor
     history = train(model, loader, pretraining_step, run, param_groups=groups,
                     eval_fn=lambda m: evaluate_pretraining(m, valid_batches))
     return model.eval(), tokenizer, history, valid_batches
-
-
-def default_pretrained_dir() -> Path:
-    """``data/pretrained`` of a source checkout (committed), else ``~/.cache/mlstep/pretrained``."""
-    checkout = Path(__file__).resolve().parents[1] / "data"
-    return checkout / "pretrained" if checkout.is_dir() else Path.home() / ".cache" / "mlstep" / "pretrained"
-
-
-def load_course_model(directory: str | os.PathLike | None = None, rebuild: bool = True):
-    """The course's pretrained tiny BERT and tokenizer, as chapters 06-07 start from it.
-
-    Loads ``directory`` (default :func:`default_pretrained_dir`); if it is missing and ``rebuild``
-    is True, pretrains it with :class:`PretrainRecipe` (a few CPU minutes) and saves it there.
-    Returns ``(model, tokenizer, metadata)``.
-    """
-    directory = Path(directory) if directory is not None else default_pretrained_dir()
-    if not (directory / "model.pt").exists():
-        if not rebuild:
-            raise FileNotFoundError(f"no pretrained model in {directory}; run `python -m mlstep.pretrain`")
-        print(f"{directory} is missing: pretraining it now with PretrainRecipe() (a few minutes)")
-        build_course_model(directory)
-    model, tokenizer, metadata = load_pretrained(directory)
-    return model.eval(), tokenizer, metadata
-
-
-def build_course_model(directory: str | os.PathLike, recipe: PretrainRecipe = PretrainRecipe(),
-                       device: str = "cpu") -> dict:
-    """Pretrain with ``recipe`` and save model + tokenizer + metrics to ``directory`` (rank 0 only)."""
-    model, tokenizer, history, _ = pretrain_on_corpus(recipe, device=device)
-    metadata = {"recipe": asdict(recipe), "final_eval": history.evals[-1] if history.evals else {},
-                "torch": torch.__version__}
-    if is_main_process():
-        save_pretrained(directory, model.cpu(), tokenizer, metadata)
-    return metadata
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Pretrain the course's tiny BERT on the offline corpus.")
-    parser.add_argument("--out", default=None, help="output folder (default: data/pretrained)")
-    parser.add_argument("--steps", type=int, default=PretrainRecipe.steps)
-    parser.add_argument("--device", default="cpu", help='"cpu", "cuda" or "auto"')
-    parser.add_argument("--documents", type=int, default=None, help="train on the first N documents only")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: MLSTEP_THREADS or 1)")
-    args = parser.parse_args(argv)
-    set_threads(args.threads)
-    out = Path(args.out) if args.out else default_pretrained_dir()
-    recipe = PretrainRecipe(steps=args.steps, max_documents=args.documents)
-    metadata = build_course_model(out, recipe, device=args.device)
-    if is_main_process():
-        print(f"saved to {out}: {json.dumps(metadata['final_eval'])}")
-
-
-if __name__ == "__main__":
-    main()

@@ -4,13 +4,12 @@ The course's other chapters train on a generated corpus built so that each lesso
 minutes. This module does the same steps on real text:
 
 1. :func:`pretraining_corpus` turns full copies of WikiText-2 (Wikipedia), UD English EWT (web
-   text) and the SST-2 phrases (film reviews) into documents for :func:`mlstep.pretrain.
+   text) and the SST-2 phrases (film reviews) into documents for :func:`mlstep.tasks.masked_lm.
    pretrain_on_corpus`: general text plus the *unlabeled* text of the two tasks (labels unused).
-2. :data:`REALTEXT_RECIPE` is the recipe; :func:`build_realtext_model` runs it and saves the model
-   with its cost (steps, tokens, CPU-minutes) and held-out scores. ``data/realtext/model`` holds
-   the result, which chapter 10 starts from (:func:`load_realtext_model`)::
-
-       python -m mlstep.realtext --data DIR            # DIR: wikitext2/, ud_english_ewt/, sst2/
+2. :data:`REALTEXT_RECIPE` is the recipe; ``python -m mlstep.tasks realtext --data DIR`` (DIR:
+   wikitext2/, ud_english_ewt/, sst2/) runs it and saves the model with its cost (steps, tokens,
+   CPU-minutes) and held-out scores to ``data/realtext/model``, which chapter 10 starts from
+   (``load_course_model("realtext")``, :mod:`mlstep.tasks.course`).
 
 3. :func:`fine_tune` fine-tunes it, or the same architecture from random weights, on a labeled
    budget drawn in :func:`sample_order`; the chapter and ``benchmarks/realdata.py`` share it, so a
@@ -19,31 +18,27 @@ minutes. This module does the same steps on real text:
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from mlstep.bert import BertConfig
-from mlstep.data import load_conllu, load_sst2, load_wikitext2, realtext_dir
+from mlstep.data import load_conllu, load_sst2, load_wikitext2
 from mlstep.finetune import (
     BertForSequenceClassification,
     BertForTokenClassification,
     freeze_encoder,
 )
-from mlstep.pretrain import PretrainRecipe, load_pretrained, pretrain_on_corpus, save_pretrained
-from mlstep.tasks import TensorDataset, fit
-from mlstep.utils import is_main_process, set_seed, set_threads
+from mlstep.tasks.labeled import TensorDataset, finetune_config, fit
+from mlstep.tasks.masked_lm import PretrainRecipe
+from mlstep.tools.runtime import set_seed
 
 __all__ = ["REALTEXT_RECIPE", "UD_SLICE_SENTENCES", "sample_order", "clean_wikitext", "wikitext_documents",
-           "treebank_documents", "grouped", "pretraining_corpus", "build_realtext_model",
-           "load_realtext_model", "FinetuneSetting", "fine_tune"]
+           "treebank_documents", "grouped", "pretraining_corpus", "FinetuneSetting", "fine_tune"]
 
 UD_SLICE_SENTENCES = 1000  # training sentences of UD English EWT committed in data/realtext
 WIKITEXT_ESCAPES = {" @-@ ": "-", " @,@ ": ",", " @.@ ": ".", "<unk>": "[UNK]"}
@@ -119,36 +114,6 @@ def pretraining_corpus(data: str | os.PathLike) -> tuple[list, list, dict[str, i
     return [doc for docs in sources.values() for doc in docs], wikitext_documents(wiki["validation"]["text"]), words
 
 
-def build_realtext_model(out: str | os.PathLike, data: str | os.PathLike,
-                         recipe: PretrainRecipe = REALTEXT_RECIPE, device: str = "cpu") -> dict:
-    """Run ``recipe`` on :func:`pretraining_corpus` and save model, tokenizer and cost to ``out``.
-
-    The cost: ``cpu_minutes`` (this process, reading and tokenizing the text included) and
-    ``tokens_seen`` (steps × pairs per step × processes × the pairs' mean length in pieces).
-    """
-    start = time.process_time()
-    documents, held_out, words = pretraining_corpus(data)
-    model, tokenizer, history, _ = pretrain_on_corpus(recipe, documents=documents, held_out=held_out,
-                                                      device=device)
-    cpu_minutes = (time.process_time() - start) / 60
-    lengths = [[len(tokenizer.tokenize(s)) for s in doc] for doc in documents]
-    pair_lengths = [min(a + b + 3, recipe.max_length) for doc in lengths for a, b in zip(doc, doc[1:])]
-    metadata = {"recipe": asdict(recipe), "words": words, "pairs": len(pair_lengths),
-                "tokens_seen": round(recipe.steps * recipe.batch_size * int(os.environ.get("WORLD_SIZE", "1"))
-                                     * sum(pair_lengths) / len(pair_lengths)),
-                "cpu_minutes": cpu_minutes, "device": device,
-                "threads": torch.get_num_threads(), "evals": history.evals, "torch": torch.__version__}
-    if is_main_process():
-        save_pretrained(out, model.cpu(), tokenizer, metadata)
-    return metadata
-
-
-def load_realtext_model(directory: str | os.PathLike | None = None):
-    """The real-text model of chapter 10: ``(model, tokenizer, metadata)`` from ``data/realtext/model``."""
-    model, tokenizer, metadata = load_pretrained(Path(directory) if directory else realtext_dir() / "model")
-    return model.eval(), tokenizer, metadata
-
-
 # --- fine-tuning on a label budget ---------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -179,26 +144,5 @@ def fine_tune(pretrained: nn.Module | None, config: BertConfig, data: TensorData
                  else BertForSequenceClassification.from_pretrained(pretrained, num_labels, pooling="mean"))
     if probe:
         freeze_encoder(model)
-    fit(model, data, steps=setting.steps, lr=setting.lr, batch_size=setting.batch_size, seed=seed)
+    fit(model, data, finetune_config(setting.steps, setting.lr, seed=seed), batch_size=setting.batch_size)
     return model.eval()
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Pretrain the real-text model of chapter 10.")
-    parser.add_argument("--data", required=True, help="folder with wikitext2/, ud_english_ewt/, sst2/")
-    parser.add_argument("--out", default=None, help="output folder (default: data/realtext/model)")
-    parser.add_argument("--steps", type=int, default=REALTEXT_RECIPE.steps)
-    parser.add_argument("--device", default="cpu", help='"cpu", "cuda" or "auto"')
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: MLSTEP_THREADS or 1)")
-    args = parser.parse_args(argv)
-    set_threads(args.threads)
-    out = Path(args.out) if args.out else realtext_dir() / "model"
-    metadata = build_realtext_model(out, args.data, replace(REALTEXT_RECIPE, steps=args.steps), args.device)
-    if is_main_process():
-        print(f"saved to {out}: {json.dumps(metadata['evals'][-1])}")
-
-
-if __name__ == "__main__":
-    main()

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mlstep.utils import atomic_write
+from mlstep.tools.runtime import atomic_write
 
 __all__ = ["Encoding", "Tokenizer"]
 

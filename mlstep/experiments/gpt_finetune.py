@@ -8,8 +8,8 @@ generation, its number of steps) chosen on validation data: the result file the 
    scored with corpus BLEU: GPT pretrained vs from scratch, each at its best (lr, steps) on
    validation BLEU; plus the pretrained model without fine-tuning (zero-shot).
 
-    python scripts/gpt_finetune_sweep.py            # about 11 minutes on one CPU thread
-    python scripts/gpt_finetune_sweep.py --quick    # a smoke run (one seed, tiny grid)
+    python -m mlstep.experiments gpt-finetune            # about 11 minutes on one CPU thread
+    python -m mlstep.experiments gpt-finetune --quick    # a smoke run (one seed, tiny grid)
 
 writes ``chapters/results/08_gpt_finetune.json`` (``--out`` to change).
 """
@@ -24,17 +24,17 @@ from pathlib import Path
 
 import torch
 
-from mlstep.causal_lm import complete, conclusion_pairs, encode_prompted, load_course_gpt
 from mlstep.data import load_task
+from mlstep.experiments.results import results_path
 from mlstep.finetune import BertForSequenceClassification
 from mlstep.gpt import GPT, GPTForSequenceClassification, lm_step
 from mlstep.metrics import bleu
-from mlstep.pretrain import load_course_model
-from mlstep.tasks import encode_classification, evaluate_classifier, fit
-from mlstep.utils import set_threads
+from mlstep.tasks.causal_lm import complete, conclusion_pairs, encode_prompted
+from mlstep.tasks.course import load_course_model
+from mlstep.tasks.labeled import encode_classification, evaluate_classifier, finetune_config, fit
+from mlstep.tools.runtime import set_threads
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "chapters" / "results" / "08_gpt_finetune.json"
+OUT = results_path("08_gpt_finetune.json")
 
 # The chapter's settings; the grids below are searched for every arm alike.
 CLASSIFICATION = {"labels": 500, "steps": 300, "batch_size": 32}
@@ -80,8 +80,7 @@ def run_classification(gpt, gpt_tok, bert, bert_tok, lrs, seeds) -> dict:
             runs = []
             for seed in seeds:
                 model = build(seed)
-                fit(model, train, steps=CLASSIFICATION["steps"], lr=lr, batch_size=CLASSIFICATION["batch_size"],
-                    seed=seed)
+                fit(model, train, finetune_config(CLASSIFICATION["steps"], lr, seed=seed), batch_size=CLASSIFICATION["batch_size"])
                 runs.append({split: evaluate_classifier(model, data(split))
                              for split in ("validation", "test", "test_unseen")})
             grid[lr] = runs
@@ -118,7 +117,7 @@ def run_generation(gpt, tok, grid_lrs, grid_steps, seeds) -> dict:
                     if pretrained:
                         model.load_state_dict(gpt.state_dict())
                     start = time.perf_counter()
-                    fit(model, data, steps=steps, lr=lr, batch_size=cfg["batch_size"], seed=seed, step_fn=lm_step)
+                    fit(model, data, finetune_config(steps, lr, seed=seed), batch_size=cfg["batch_size"], step_fn=lm_step)
                     runs.append({"validation": score(model, validation), "test": score(model, test),
                                  "seconds": time.perf_counter() - start})
                 grid[(lr, steps)] = runs
@@ -132,13 +131,14 @@ def run_generation(gpt, tok, grid_lrs, grid_steps, seeds) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mlstep.experiments gpt-finetune",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one seed, one setting per arm (smoke run)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     set_threads()
     seeds = [0] if args.quick else [0, 1, 2]
-    gpt, gpt_tok, gpt_meta = load_course_gpt()
+    gpt, gpt_tok, gpt_meta = load_course_model("gpt")
     bert, bert_tok, _ = load_course_model()
     start = time.perf_counter()
     print("sentiment classification", flush=True)
@@ -155,6 +155,3 @@ def main(argv: list[str] | None = None) -> None:
     args.out.write_text(json.dumps(out, indent=1))
     print(f"wrote {args.out} ({out['minutes']:.1f} min)")
 
-
-if __name__ == "__main__":
-    main()

@@ -27,9 +27,9 @@ from mlstep.finetune import (
     BertForSequenceClassification,
     BertForTokenClassification,
     classification_step,
-    find_bert,
 )
-from mlstep.tasks import TensorDataset
+from mlstep.tasks.labeled import TensorDataset
+from mlstep.transformer import find_backbone
 
 __all__ = ["MultiTaskModel", "MultiTaskBatches", "task_probabilities", "multitask_step_fn"]
 
@@ -39,8 +39,8 @@ HEADS = {"sequence": BertForSequenceClassification, "token": BertForTokenClassif
 class MultiTaskModel(nn.Module):
     """``tasks[name]`` is a complete single-task model; all of them share ``bert``.
 
-    ``model.tasks["sentiment"]`` is an ordinary classifier: :func:`mlstep.tasks.predict`,
-    :func:`~mlstep.tasks.evaluate_classifier` and :func:`~mlstep.tasks.evaluate_tagger` take it
+    ``model.tasks["sentiment"]`` is an ordinary classifier: :func:`mlstep.tasks.labeled.predict`,
+    :func:`~mlstep.tasks.labeled.evaluate_classifier` and :func:`~mlstep.tasks.labeled.evaluate_tagger` take it
     as they are. ``model("sentiment", **inputs)`` runs it.
     """
 
@@ -63,7 +63,7 @@ class MultiTaskModel(nn.Module):
     def from_pretrained(cls, pretrained: nn.Module, heads: Mapping[str, tuple[str, int]],
                         **head_kwargs: Any) -> MultiTaskModel:
         """New heads on a *copy* of the encoder inside ``pretrained``."""
-        return cls(copy.deepcopy(find_bert(pretrained)), heads, **head_kwargs)
+        return cls(copy.deepcopy(find_backbone(pretrained).model), heads, **head_kwargs)
 
     def forward(self, task: str, **inputs: Tensor) -> Any:
         if task not in self.tasks:

@@ -24,8 +24,8 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from mlstep.attention import MultiHeadAttention
-from mlstep.finetune import find_bert
-from mlstep.utils import to_device, unwrap_model
+from mlstep.tools.runtime import eval_mode, to_device, unwrap_model
+from mlstep.transformer import find_backbone
 
 __all__ = ["prunable_weights", "magnitude_masks", "apply_masks", "sparsity", "keep_rows",
            "keep_columns", "prune_heads", "prune_neurons", "structured_importance", "lowest"]
@@ -34,10 +34,10 @@ __all__ = ["prunable_weights", "magnitude_masks", "apply_masks", "sparsity", "ke
 # --- unstructured: individual weights ------------------------------------------------------------
 
 def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
-    """The weight matrices of the encoder's blocks (attention projections and feed-forward layers),
-    by name; embeddings, LayerNorms, biases and heads are left alone, as is usual."""
-    encoder = find_bert(unwrap_model(model)).encoder
-    return {f"{name}.weight": m.weight for name, m in encoder.layers.named_modules() if isinstance(m, nn.Linear)}
+    """The weight matrices of the blocks of a BERT's or GPT's stack (attention projections and
+    feed-forward layers), by name; embeddings, LayerNorms, biases and heads are left alone, as is usual."""
+    layers = find_backbone(unwrap_model(model)).stack.layers
+    return {f"{name}.weight": m.weight for name, m in layers.named_modules() if isinstance(m, nn.Linear)}
 
 
 def magnitude_masks(weights: Mapping[str, Tensor], amount: float, scope: str = "global") -> dict[str, Tensor]:
@@ -123,7 +123,7 @@ def prune_heads(model: nn.Module, heads: Mapping[int, Sequence[int]]) -> nn.Modu
     them gives a layer with ``H'`` heads that computes what the old one did with those heads'
     outputs set to zero. The model's config still describes the unpruned shapes.
     """
-    layers = find_bert(unwrap_model(model)).encoder.layers
+    layers = find_backbone(unwrap_model(model)).stack.layers
     for layer, removed in heads.items():
         attn: MultiHeadAttention = layers[layer].attn
         K = attn.q_proj.out_features // attn.num_heads
@@ -137,7 +137,7 @@ def prune_heads(model: nn.Module, heads: Mapping[int, Sequence[int]]) -> nn.Modu
 def prune_neurons(model: nn.Module, neurons: Mapping[int, Sequence[int]]) -> nn.Module:
     """Remove feed-forward neurons, in place: ``{layer: [neuron, ...]}``; neuron ``j`` is row ``j``
     of ``fc1`` and column ``j`` of ``fc2``. Returns ``model``."""
-    layers = find_bert(unwrap_model(model)).encoder.layers
+    layers = find_backbone(unwrap_model(model)).stack.layers
     for layer, removed in neurons.items():
         ffn = layers[layer].ffn
         kept = torch.tensor(_kept(ffn.fc1.out_features, removed, "neurons", layer), device=ffn.fc1.weight.device)
@@ -154,24 +154,22 @@ def structured_importance(model: nn.Module, batches: Iterable[Any],
     ``out_proj`` columns (``fc2`` column) that read its output: the first-order change of the loss
     if its output were zeroed. The model's gradients are cleared afterwards.
     """
-    layers = find_bert(unwrap_model(model)).encoder.layers
+    layers = find_backbone(unwrap_model(model)).stack.layers
     device = next(model.parameters()).device
     heads = [torch.zeros(layer.attn.num_heads, device=device) for layer in layers]
     neurons = [torch.zeros(layer.ffn.fc1.out_features, device=device) for layer in layers]
-    was_training = model.training
-    model.eval()  # no dropout: the estimate is for the model as it predicts
-    for batch in batches:
+    with eval_mode(model):  # no dropout: the estimate is for the model as it predicts
+        for batch in batches:
+            model.zero_grad(set_to_none=True)
+            out = loss_fn(model, to_device(batch, device))
+            (out[0] if isinstance(out, tuple) else out).backward()
+            with torch.no_grad():
+                for i, layer in enumerate(layers):
+                    w = layer.attn.out_proj.weight  # (D, H·K): column block h reads head h
+                    heads[i] += (w * w.grad).sum(0).view(layer.attn.num_heads, -1).sum(1).abs()  # (H,)
+                    w = layer.ffn.fc2.weight  # (D, F): column j reads neuron j
+                    neurons[i] += (w * w.grad).sum(0).abs()  # (F,)
         model.zero_grad(set_to_none=True)
-        out = loss_fn(model, to_device(batch, device))
-        (out[0] if isinstance(out, tuple) else out).backward()
-        with torch.no_grad():
-            for i, layer in enumerate(layers):
-                w = layer.attn.out_proj.weight  # (D, H·K): column block h reads head h
-                heads[i] += (w * w.grad).sum(0).view(layer.attn.num_heads, -1).sum(1).abs()  # (H,)
-                w = layer.ffn.fc2.weight  # (D, F): column j reads neuron j
-                neurons[i] += (w * w.grad).sum(0).abs()  # (F,)
-    model.zero_grad(set_to_none=True)
-    model.train(was_training)
     return [h.cpu() for h in heads], [n.cpu() for n in neurons]
 
 

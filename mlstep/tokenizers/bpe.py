@@ -11,7 +11,7 @@ Three stages turn text into ids:
    leading space (``" hello"``, ``"'s"``, ``" 42"``, ``" !!"``), so no merge crosses a word and
    ``"hello"`` at the start of a text differs from ``" hello"`` after a space. Nothing is
    lower-cased or normalised: decoding gives back the exact text.
-3. **BPE merges**, learned by :func:`mlstep.merges.learn_merges` (the most frequent adjacent pair,
+3. **BPE merges**, learned by :func:`mlstep.tokenizers.merges.learn_merges` (the most frequent adjacent pair,
    again and again) and applied to each word by merging its pair of lowest *rank* (learned
    earliest) until no learned pair is left — the result Hugging Face ``tokenizers`` gives for the
    same merges (tested).
@@ -27,8 +27,8 @@ from collections.abc import Iterable, Sequence
 
 import regex
 
-from mlstep.merges import learn_merges
-from mlstep.tokenizer import Tokenizer
+from mlstep.tokenizers.base import Tokenizer
+from mlstep.tokenizers.merges import learn_merges
 
 __all__ = ["ByteLevelBPETokenizer", "bytes_to_unicode", "GPT2_PATTERN"]
 

@@ -11,11 +11,9 @@ from typing import Any
 
 import torch
 
-from mlstep.adapt import continue_pretraining, extend_vocabulary
 from mlstep.bert import BertForPreTraining
 from mlstep.distill import distillation_step_fn, init_embeddings_by_projection, student_config
-from mlstep.finetune import BertForSequenceClassification, classification_step
-from mlstep.multistage.common import (
+from mlstep.experiments.multistage_setup import (
     course_model,
     documents,
     finetune,
@@ -23,9 +21,11 @@ from mlstep.multistage.common import (
     health_words,
     labeled,
 )
-from mlstep.multitask import MultiTaskBatches, MultiTaskModel, multitask_step_fn
-from mlstep.pipeline import latencies, run_stages, size_on_disk
-from mlstep.prune import (
+from mlstep.finetune import BertForSequenceClassification, classification_step
+from mlstep.multistage.adapt import continue_pretraining, extend_vocabulary
+from mlstep.multistage.multitask import MultiTaskBatches, MultiTaskModel, multitask_step_fn
+from mlstep.multistage.pipeline import latencies, run_stages, size_on_disk
+from mlstep.multistage.prune import (
     apply_masks,
     lowest,
     magnitude_masks,
@@ -34,9 +34,9 @@ from mlstep.prune import (
     prune_neurons,
     structured_importance,
 )
-from mlstep.tasks import concat_datasets, encode_classification, evaluate_classifier
+from mlstep.tasks.labeled import concat_datasets, encode_classification, evaluate_classifier
+from mlstep.tools.runtime import count_parameters
 from mlstep.train import TrainConfig, train
-from mlstep.utils import count_parameters
 
 __all__ = ["sentiment_classifier", "pruning_experiment", "pipeline_stages", "pipeline_table", "pipeline_experiment"]
 

@@ -6,8 +6,8 @@ always the same, so they live here:
 - :func:`encode_classification` / :func:`encode_tagging` turn a ``datasets.Dataset`` (or a list of
   dicts) into a :class:`TensorDataset` of padded tensors; tagging labels go on the first piece of
   each word, −100 elsewhere (first-subword labeling).
-- :func:`fit` runs :func:`mlstep.train` with fine-tuning defaults (shuffled batches, warmup then
-  linear decay, :func:`mlstep.finetune.classification_step`).
+- :func:`fit` runs :func:`mlstep.train.train` on shuffled batches with a :class:`~mlstep.train.TrainConfig`;
+  :func:`finetune_config` is the course's fine-tuning config (10 % warmup, then linear decay, on the CPU).
 - :func:`predict`, :func:`evaluate_classifier` and :func:`evaluate_tagger` score a model: accuracy,
   or entity-level F1 on words.
 """
@@ -25,11 +25,11 @@ from torch.utils.data import DataLoader, Dataset
 from mlstep.crf import BertCRFTagger
 from mlstep.finetune import MODEL_INPUTS, classification_step
 from mlstep.metrics import accuracy, entity_f1
+from mlstep.tokenizers.wordpiece import WordPieceTokenizer
+from mlstep.tools.runtime import IGNORE_INDEX, eval_mode, get_device
 from mlstep.train import History, TrainConfig, train
-from mlstep.utils import IGNORE_INDEX, get_device
-from mlstep.wordpiece import WordPieceTokenizer
 
-__all__ = ["TensorDataset", "concat_datasets", "encode_classification", "encode_tagging", "trim_padding", "fit",
+__all__ = ["TensorDataset", "concat_datasets", "encode_classification", "encode_tagging", "trim_padding", "finetune_config", "fit",
            "predict", "evaluate_classifier", "evaluate_tagger", "predict_tags", "word_accuracy",
            "align_labels_to_pieces", "pieces_to_word_predictions"]
 
@@ -151,36 +151,38 @@ def trim_padding(rows: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
     return {k: v[:, :T] if k in cut else v for k, v in batch.items()}
 
 
-def fit(model: nn.Module, data: TensorDataset, steps: int, lr: float = 1e-3, batch_size: int = 32,
-             seed: int = 0, warmup_ratio: float = 0.1, weight_decay: float = 0.01,
-             step_fn: Callable = classification_step, param_groups: list | None = None,
-             eval_fn: Callable | None = None, eval_every: int | None = None, progress: bool = False,
-             device: str = "cpu") -> History:
-    """Fine-tune ``model`` on ``data`` for ``steps`` optimizer steps with :func:`mlstep.train.train`.
+def finetune_config(steps: int, lr: float = 1e-3, seed: int = 0, **overrides: Any) -> TrainConfig:
+    """The chapters' fine-tuning run: ``steps`` optimizer steps at peak ``lr``, a 10 % warmup then
+    linear decay to 0, on the CPU (where the chapters' numbers were measured), no progress bar.
+    ``overrides`` set other :class:`~mlstep.train.TrainConfig` fields (``device="auto"`` for a GPU)."""
+    return TrainConfig(**{"max_steps": steps, "lr": lr, "seed": seed, "warmup_ratio": 0.1, "device": "cpu",
+                          "progress": False, **overrides})
 
-    ``device`` defaults to the CPU, where the chapters' numbers were measured; pass ``"auto"`` to
-    use a GPU when there is one (then move evaluation inputs to the model's device too). Batches
-    are cut to their longest row (:func:`trim_padding`).
-    """
+
+def fit(model: nn.Module, data: TensorDataset, config: TrainConfig, *, batch_size: int = 32,
+        step_fn: Callable = classification_step, param_groups: list | None = None,
+        eval_fn: Callable | None = None) -> History:
+    """Train ``model`` on ``data`` as ``config`` says, with :func:`mlstep.train.train`: shuffled
+    batches of ``batch_size`` rows (seeded by ``config.seed``), each cut to its longest row
+    (:func:`trim_padding`). On a GPU, move evaluation inputs to the model's device too."""
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a mlstep.train.TrainConfig (e.g. finetune_config(steps, lr)), "
+                        f"got {type(config).__name__}")
     loader = DataLoader(data, batch_size=batch_size, shuffle=True, collate_fn=trim_padding,
-                        generator=torch.Generator().manual_seed(seed),
-                        pin_memory=get_device(device).type == "cuda")  # faster copies to the GPU
-    config = TrainConfig(max_steps=steps, lr=lr, warmup_ratio=warmup_ratio, weight_decay=weight_decay,
-                         eval_every=eval_every, seed=seed, progress=progress, device=device)
+                        generator=torch.Generator().manual_seed(config.seed or 0),
+                        pin_memory=get_device(config.device).type == "cuda")  # faster copies to the GPU
     return train(model, loader, step_fn, config, eval_fn=eval_fn, param_groups=param_groups)
 
 
 @torch.no_grad()
 def _batched(model: nn.Module, data: TensorDataset, run: Callable, batch_size: int = 256) -> list:
     """``run(inputs, rows)`` on ``data`` batch by batch, in eval mode; one result per batch."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     out = []
-    for start in range(0, len(data), batch_size):
-        rows = slice(start, start + batch_size)
-        out.append(run({k: v[rows].to(device) for k, v in data.tensors.items() if k in MODEL_INPUTS}, rows))
-    model.train(was_training)
+    with eval_mode(model):
+        for start in range(0, len(data), batch_size):
+            rows = slice(start, start + batch_size)
+            out.append(run({k: v[rows].to(device) for k, v in data.tensors.items() if k in MODEL_INPUTS}, rows))
     return out
 
 
@@ -192,25 +194,23 @@ def predict(model: nn.Module, data: TensorDataset, batch_size: int = 256) -> Ten
     real token's logits do not change); they come back in the rows' order. Logits at padding
     positions mean nothing (0 where a batch was cut).
     """
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     inputs = {k: v for k, v in data.tensors.items() if k in MODEL_INPUTS}
     N, T = inputs["input_ids"].shape
     lengths = inputs["attention_mask"].sum(1) if "attention_mask" in inputs else torch.full((N,), T)
     order = lengths.argsort(stable=True)  # (N,)
     out = None
-    for start in range(0, N, batch_size):
-        rows = order[start:start + batch_size]
-        t = int(lengths[rows].max())
-        logits = model(**{k: v[rows, :t].to(device) for k, v in inputs.items()}).logits.float().cpu()
-        if out is None:  # (N, C), or (N, T, C) for per-token logits
-            out = torch.zeros(N, *([T] if logits.dim() == 3 else []), logits.shape[-1])
-        if logits.dim() == 3:
-            out[rows, :t] = logits  # (b, t, C) into (N, T, C)
-        else:
-            out[rows] = logits  # (b, C) into (N, C)
-    model.train(was_training)
+    with eval_mode(model):
+        for start in range(0, N, batch_size):
+            rows = order[start:start + batch_size]
+            t = int(lengths[rows].max())
+            logits = model(**{k: v[rows, :t].to(device) for k, v in inputs.items()}).logits.float().cpu()
+            if out is None:  # (N, C), or (N, T, C) for per-token logits
+                out = torch.zeros(N, *([T] if logits.dim() == 3 else []), logits.shape[-1])
+            if logits.dim() == 3:
+                out[rows, :t] = logits  # (b, t, C) into (N, T, C)
+            else:
+                out[rows] = logits  # (b, C) into (N, C)
     return out
 
 

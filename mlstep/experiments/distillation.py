@@ -1,6 +1,6 @@
 """Chapter 07's multi-seed measurements, written to chapters/results/07_distillation.json.
 
-    python scripts/sweep_distillation.py          # ≈ 10 CPU-minutes on one thread
+    python -m mlstep.experiments distillation          # ≈ 10 CPU-minutes on one thread
 
 The teacher is chapter 07's (the course model fine-tuned on 500 labels, seed 0). Then, with 3 seeds
 each (the student's initialisation and batches):
@@ -16,10 +16,9 @@ Accuracy is reported on seen and unseen polar words separately. The chapter reru
 from __future__ import annotations
 
 import itertools
-import sys
+from collections.abc import Sequence
 
 import torch
-from _results import summary, write_results
 
 from mlstep.bert import BertConfig
 from mlstep.data import load_task
@@ -29,17 +28,19 @@ from mlstep.distill import (
     init_student_from_teacher,
     student_config,
 )
+from mlstep.experiments.results import summary, write_results
 from mlstep.finetune import BertForSequenceClassification
-from mlstep.pretrain import load_course_model
-from mlstep.tasks import (
+from mlstep.tasks.course import load_course_model
+from mlstep.tasks.labeled import (
     TensorDataset,
     concat_datasets,
     encode_classification,
     evaluate_classifier,
+    finetune_config,
     fit,
     predict,
 )
-from mlstep.utils import set_threads
+from mlstep.tools.runtime import set_threads
 
 SEEDS = (0, 1, 2)
 STEPS = 1200
@@ -47,7 +48,7 @@ TEMPERATURES, ALPHAS = (1.0, 2.0, 4.0, 8.0), (0.5, 0.9, 1.0)
 
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> None:
     set_threads()
     pretrained, tokenizer, _ = load_course_model()
 
@@ -57,7 +58,7 @@ def main() -> int:
     labeled, test_seen, test_unseen = sentiment("train").subset(500), sentiment("test"), sentiment("test_unseen")
     torch.manual_seed(0)
     teacher = BertForSequenceClassification.from_pretrained(pretrained, 2)
-    fit(teacher, labeled, steps=300, lr=1e-3)
+    fit(teacher, labeled, finetune_config(300, 1e-3))
     teacher.eval()
 
     documents = load_task("pretrain", "train")["sentences"]
@@ -81,7 +82,7 @@ def main() -> int:
         return model
 
     def run(model, data, seed, step_fn=None) -> dict[str, float]:
-        fit(model, data, steps=STEPS, lr=3e-3, batch_size=64, seed=seed, **({"step_fn": step_fn} if step_fn else {}))
+        fit(model, data, finetune_config(STEPS, 3e-3, seed=seed), batch_size=64, **({"step_fn": step_fn} if step_fn else {}))
         model.eval()
         return {"seen": evaluate_classifier(model, test_seen), "unseen": evaluate_classifier(model, test_unseen)}
 
@@ -111,14 +112,10 @@ def main() -> int:
         results = [run(student(seed, kind), data, seed, step_fn) for seed in SEEDS]
         students[name] = {key: summary([r[key] for r in results]) for key in ("seen", "unseen")}
         print(name, students[name], flush=True)
-    result = {"command": "python scripts/sweep_distillation.py", "seeds": list(SEEDS), "steps": STEPS,
+    result = {"command": "python -m mlstep.experiments distillation", "seeds": list(SEEDS), "steps": STEPS,
               "teacher": {"seen": round(evaluate_classifier(teacher, test_seen), 4),
                           "unseen": round(evaluate_classifier(teacher, test_unseen), 4)},
               "sweep": sweep, "best": {"temperature": best["temperature"], "alpha": best["alpha"]},
               "students": students}
     write_results("07_distillation.json", result)
-    return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,7 +10,7 @@ import os
 import random
 import socket
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from torch import nn
 __all__ = [
     "IGNORE_INDEX", "get_device", "set_seed", "set_threads", "count_parameters", "autocast",
     "autocast_dtype", "unwrap_model", "to_device", "setup_distributed", "is_main_process",
-    "atomic_write", "hub_available",
+    "atomic_write", "hub_available", "eval_mode",
 ]
 
 IGNORE_INDEX = -100  # the label of positions no loss is computed on (F.cross_entropy's ignore_index)
@@ -65,6 +65,17 @@ def set_threads(n: int | None = None) -> int:
         raise ValueError(f"thread count must be >= 1, got {n}")
     torch.set_num_threads(n)
     return n
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode (no dropout) inside the block, and back in the mode it was in after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
