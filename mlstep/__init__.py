@@ -1,9 +1,12 @@
 """mlstep: multi-step training of transformer language models, built from scratch in PyTorch.
 
 Read the package in this order (the README lists the files with their sizes): ``config``,
-``attention``, ``transformer``, ``bert``, ``masking``, ``train``, ``finetune``, ``lora``,
-``distill``, ``gpt``, ``generation``. The other modules support the chapters (tokenizers, data, metrics, plots) or the
-teacher (``exercises``).
+``attention``, ``transformer``, ``bert``, ``masking``, ``train``, ``finetune``, ``lora``, ``crf``,
+``distill``, ``gpt``, ``generation``: they are the only modules at the top. The rest sits in a
+folder named for its role: ``tokenizers``, ``tools`` (checks, devices and seeds, checkpoints,
+plots), ``tasks`` (what the models are trained on, the model store, the course models),
+``multistage`` (chapter 09's building blocks), ``experiments`` (every chapter's sweeps), ``data``,
+``metrics`` and ``exercises`` (the teacher's tools).
 
 One shape legend for the whole package, written on the line wherever a shape changes::
 
@@ -69,14 +72,14 @@ from mlstep.tokenizers.wordpiece import WordPieceTokenizer
 from mlstep.tools.checkpoint import load_checkpoint, save_checkpoint
 from mlstep.tools.runtime import IGNORE_INDEX, count_parameters, get_device, set_seed, set_threads
 from mlstep.train import History, TrainConfig, train
-from mlstep.transformer import FeedForward, Transformer, TransformerBlock
+from mlstep.transformer import FeedForward, Transformer, TransformerBlock, find_backbone
 
 __version__ = "0.2.0"
 
 __all__ = [
     # the model
     "TransformerConfig", "scaled_dot_product_attention", "padding_mask", "causal_mask",
-    "MultiHeadAttention", "FeedForward", "TransformerBlock", "Transformer",
+    "MultiHeadAttention", "FeedForward", "TransformerBlock", "Transformer", "find_backbone",
     "BertConfig", "BertModel", "BertOutput", "BertForPreTraining", "PreTrainingOutput", "mlm_loss",
     "bert_from_hf", "WordPieceTokenizer",
     # pretraining data and training

@@ -28,7 +28,14 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from mlstep.tools.checkpoint import ResumableBatches, load_checkpoint, save_checkpoint
-from mlstep.tools.runtime import autocast, set_seed, setup_distributed, to_device, unwrap_model
+from mlstep.tools.runtime import (
+    autocast,
+    eval_mode,
+    set_seed,
+    setup_distributed,
+    to_device,
+    unwrap_model,
+)
 
 __all__ = ["TrainConfig", "History", "train", "evaluate", "lr_schedule", "make_optimizer"]
 
@@ -140,12 +147,8 @@ class History:
 @torch.no_grad()
 def evaluate(model: nn.Module, eval_fn: Callable[[nn.Module], Mapping[str, float]]) -> dict[str, float]:
     """``eval_fn(model)`` in eval mode (no dropout) without gradients; the mode is restored after."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         return {k: float(v) for k, v in eval_fn(model).items()}
-    finally:
-        model.train(was_training)
 
 
 def _loss_and_values(out: Any, step: int) -> tuple[Tensor, dict[str, float]]:

@@ -204,6 +204,18 @@ class GPTRecipe:
     decay_ratio: float = 0.3  # linear decay to 0 over this last fraction
     seed: int = 0  # initialisation and batch order
 
+    def model_config(self, vocab_size: int) -> GPTConfig:
+        """The model this recipe trains (F = 4D, positions = the block size), for ``vocab_size`` pieces."""
+        return GPTConfig(vocab_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
+                         num_heads=self.num_heads, intermediate_size=4 * self.hidden_size,
+                         max_position=self.block_size)
+
+    def train_config(self, progress: bool = True, device: str = "cpu") -> TrainConfig:
+        """The run this recipe makes: steps, peak lr and its schedule, five evaluations, seed."""
+        return TrainConfig(max_steps=self.steps, lr=self.lr, warmup_ratio=self.warmup_ratio,
+                           decay_ratio=self.decay_ratio, eval_every=self.steps // 5, seed=self.seed,
+                           progress=progress, device=device)
+
 
 def corpus_bpe(vocab_size: int = 2000) -> ByteLevelBPETokenizer:
     """The byte-level BPE tokenizer trained on the pretraining documents (deterministic)."""
@@ -219,14 +231,8 @@ def pretrain_gpt(recipe: GPTRecipe = GPTRecipe(), tokenizer: ByteLevelBPETokeniz
     train_blocks = pack_documents(load_task("pretrain", "train")["sentences"], tokenizer, recipe.block_size)
     valid_blocks = pack_documents(load_task("pretrain", "validation")["sentences"], tokenizer, recipe.block_size)
     torch.manual_seed(recipe.seed)
-    config = GPTConfig(tokenizer.vocab_size, hidden_size=recipe.hidden_size, num_layers=recipe.num_layers,
-                       num_heads=recipe.num_heads, intermediate_size=4 * recipe.hidden_size,
-                       max_position=recipe.block_size)
-    model = GPT(config)
+    model = GPT(recipe.model_config(tokenizer.vocab_size))
     loader = DataLoader(TensorDataset({"input_ids": train_blocks}), batch_size=recipe.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(recipe.seed))
-    run = TrainConfig(max_steps=recipe.steps, lr=recipe.lr, warmup_ratio=recipe.warmup_ratio,
-                      decay_ratio=recipe.decay_ratio, eval_every=recipe.steps // 5, seed=recipe.seed,
-                      progress=progress, device=device)
-    history = train(model, loader, lm_step, run, eval_fn=lambda m: evaluate_lm(m, valid_blocks[:200]))
+    history = train(model, loader, lm_step, recipe.train_config(progress, device), eval_fn=lambda m: evaluate_lm(m, valid_blocks[:200]))
     return model.eval(), history

@@ -252,6 +252,18 @@ class PretrainRecipe:
     seed: int = 0  # seeds pairs, masks, dropout and initialisation
     max_documents: int | None = None  # train on the first N documents only (quick runs); None: all
 
+    def model_config(self, vocab_size: int) -> BertConfig:
+        """The model this recipe trains (pre-LN), for a tokenizer of ``vocab_size`` pieces."""
+        return BertConfig(vocab_size=vocab_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
+                          num_heads=self.num_heads, intermediate_size=self.intermediate_size,
+                          max_position=self.max_position or self.max_length, pre_norm=True, dropout=self.dropout)
+
+    def train_config(self, progress: bool = True, device: str = "cpu") -> TrainConfig:
+        """The run this recipe makes: steps, the encoder's peak lr and its schedule, evaluations, seed."""
+        return TrainConfig(max_steps=self.steps, lr=self.lr, warmup_ratio=self.warmup_ratio,
+                           decay_ratio=self.decay_ratio, eval_every=self.eval_every, seed=self.seed,
+                           progress=progress, device=device)
+
 
 def corpus_tokenizer(vocab_size: int = 2000) -> WordPieceTokenizer:
     """The WordPiece tokenizer trained on the offline corpus's pretraining documents (deterministic)."""
@@ -286,17 +298,10 @@ def pretrain_on_corpus(recipe: PretrainRecipe = PretrainRecipe(), tokenizer: Wor
     valid_batches = fixed_batches(valid_set, collator, limit=2000, seed=recipe.seed)
 
     torch.manual_seed(recipe.seed)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=recipe.hidden_size,
-                        num_layers=recipe.num_layers, num_heads=recipe.num_heads,
-                        intermediate_size=recipe.intermediate_size, max_position=recipe.max_position or recipe.max_length,
-                        pre_norm=True, dropout=recipe.dropout)
-    model = BertForPreTraining(config)
+    model = BertForPreTraining(recipe.model_config(tokenizer.vocab_size))
     emb = model.bert.embeddings
     groups = [{"params": [emb.word_embeddings.weight, emb.position_embeddings.weight,
                           emb.token_type_embeddings.weight], "lr": recipe.embedding_lr}]
-    run = TrainConfig(max_steps=recipe.steps, lr=recipe.lr, warmup_ratio=recipe.warmup_ratio,
-                      decay_ratio=recipe.decay_ratio, eval_every=recipe.eval_every, seed=recipe.seed,
-                      progress=progress, device=device)
-    history = train(model, loader, pretraining_step, run, param_groups=groups,
+    history = train(model, loader, pretraining_step, recipe.train_config(progress, device), param_groups=groups,
                     eval_fn=lambda m: evaluate_pretraining(m, valid_batches))
     return model.eval(), tokenizer, history, valid_batches
