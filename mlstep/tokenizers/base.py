@@ -23,6 +23,7 @@ from mlstep.tools.runtime import atomic_write
 __all__ = ["Encoding", "Tokenizer"]
 
 _CACHE_SIZE = 200_000  # word -> pieces cache entries before it is cleared
+_Segment = tuple[list[int], list[int]]  # (piece ids, word index of each) of one text
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class Tokenizer:
         """The words of the ``index``-th word of a pre-tokenised text (it may split further, "U.S.")."""
         return self.pretokenize(word)
 
-    def _segment(self, text: str | Sequence[str], is_pretokenized: bool) -> tuple[list[int], list[int]]:
+    def _segment(self, text: str | Sequence[str], is_pretokenized: bool) -> _Segment:
         """``(ids, word_ids)`` of one text: its pieces and the word each comes from."""
         if is_pretokenized:
             if isinstance(text, str) or not all(isinstance(w, str) for w in text):
@@ -169,59 +170,27 @@ class Tokenizer:
         Returns:
             An :class:`Encoding`.
         """
-        a_ids, a_words = self._segment(text, is_pretokenized)
-        b_ids, b_words = self._segment(pair, is_pretokenized) if pair is not None else ([], [])
+        is_pair = pair is not None
+        a = self._segment(text, is_pretokenized)
+        b = self._segment(pair, is_pretokenized) if is_pair else ([], [])
         add_special_tokens = add_special_tokens and self.cls_id is not None
-        n_special = (3 if pair is not None else 2) if add_special_tokens else 0
-        if padding not in (False, None, True, "max_length", "longest", "do_not_pad"):
-            raise ValueError(f"padding must be False, True, 'max_length' or 'longest', got {padding!r}")
-        pad_to_max = padding in (True, "max_length")
-        if max_length is not None:
-            if not isinstance(max_length, int) or max_length < max(n_special, 1):
-                raise ValueError(
-                    f"max_length={max_length!r} cannot hold the {n_special} special tokens of "
-                    f"{'[CLS] a [SEP] b [SEP]' if pair is not None else '[CLS] a [SEP]'}; "
-                    f"use max_length >= {max(n_special, 1)}"
-                )
-            if truncation:
-                n_a, n_b = len(a_ids), len(b_ids)
-                budget = max_length - n_special
-                if n_a + n_b > budget:  # "longest first": shorten the longer side, pair on ties
-                    if pair is None:
-                        n_a = budget
-                    else:
-                        n_a, n_b = self._longest_first(n_a, n_b, budget)
-                    a_ids, a_words, b_ids, b_words = a_ids[:n_a], a_words[:n_a], b_ids[:n_b], b_words[:n_b]
-        elif pad_to_max:
-            raise ValueError(f"padding={padding!r} needs max_length")
+        n_special = (3 if is_pair else 2) if add_special_tokens else 0
+        pad_to_max = _pads_to_max_length(padding, max_length, n_special, is_pair)
+        if max_length is not None and truncation:
+            a, b = self._truncate(a, b, max_length - n_special, is_pair)
+        enc = self._assemble(a, b, is_pair, add_special_tokens)
+        return self._padded(enc, max_length) if pad_to_max and len(enc) < max_length else enc
 
-        if add_special_tokens:
-            ids = [self.cls_id, *a_ids, self.sep_id]
-            word_ids = [None, *a_words, None]
-            seq_ids: list[int | None] = [None, *[0] * len(a_ids), None]
-            types = [0] * len(ids)
-            if pair is not None:
-                ids += [*b_ids, self.sep_id]
-                word_ids += [*b_words, None]
-                seq_ids += [*[1] * len(b_ids), None]
-                types += [1] * (len(b_ids) + 1)
-        else:
-            ids, word_ids = a_ids + b_ids, a_words + b_words
-            seq_ids = [0] * len(a_ids) + [1] * len(b_ids)
-            types = seq_ids.copy()
-        mask = [1] * len(ids)
-        if pad_to_max and len(ids) < max_length:
-            n_pad = max_length - len(ids)
-            ids, types, mask = ids + [self.pad_id] * n_pad, types + [0] * n_pad, mask + [0] * n_pad
-            word_ids, seq_ids = word_ids + [None] * n_pad, seq_ids + [None] * n_pad
-        return Encoding(
-            ids=ids,
-            tokens=[self._itos[i] for i in ids],
-            token_type_ids=types,
-            attention_mask=mask,
-            word_ids=word_ids,
-            sequence_ids=seq_ids,
-        )
+    @classmethod
+    def _truncate(cls, a: _Segment, b: _Segment, budget: int, is_pair: bool
+                  ) -> tuple[_Segment, _Segment]:
+        """``a`` and ``b`` cut to ``budget`` tokens in all: ``a`` alone from its end, a pair
+        "longest first"."""
+        n_a, n_b = len(a[0]), len(b[0])
+        if n_a + n_b <= budget:
+            return a, b
+        n_a, n_b = cls._longest_first(n_a, n_b, budget) if is_pair else (budget, n_b)
+        return (a[0][:n_a], a[1][:n_a]), (b[0][:n_b], b[1][:n_b])
 
     @staticmethod
     def _longest_first(n_a: int, n_b: int, budget: int) -> tuple[int, int]:
@@ -233,6 +202,40 @@ class Tokenizer:
             else:
                 n_b -= 1
         return n_a, n_b
+
+    def _assemble(self, a: _Segment, b: _Segment, is_pair: bool, add_special_tokens: bool
+                  ) -> Encoding:
+        """The unpadded encoding of ``a`` (and ``b``): in ``[CLS] a [SEP] b [SEP]``, or bare."""
+        (a_ids, a_words), (b_ids, b_words) = a, b
+        if add_special_tokens:
+            ids = [self.cls_id, *a_ids, self.sep_id]
+            word_ids = [None, *a_words, None]
+            seq_ids: list[int | None] = [None, *[0] * len(a_ids), None]
+            types = [0] * len(ids)
+            if is_pair:
+                ids += [*b_ids, self.sep_id]
+                word_ids += [*b_words, None]
+                seq_ids += [*[1] * len(b_ids), None]
+                types += [1] * (len(b_ids) + 1)
+        else:
+            ids, word_ids = a_ids + b_ids, a_words + b_words
+            seq_ids = [0] * len(a_ids) + [1] * len(b_ids)
+            types = seq_ids.copy()
+        return Encoding(ids=ids, tokens=[self._itos[i] for i in ids], token_type_ids=types,
+                        attention_mask=[1] * len(ids), word_ids=word_ids, sequence_ids=seq_ids)
+
+    def _padded(self, enc: Encoding, length: int) -> Encoding:
+        """``enc`` with [PAD] tokens appended up to ``length``."""
+        n_pad = length - len(enc)
+        ids = enc.ids + [self.pad_id] * n_pad
+        return Encoding(
+            ids=ids,
+            tokens=[self._itos[i] for i in ids],
+            token_type_ids=enc.token_type_ids + [0] * n_pad,
+            attention_mask=enc.attention_mask + [0] * n_pad,
+            word_ids=enc.word_ids + [None] * n_pad,
+            sequence_ids=enc.sequence_ids + [None] * n_pad,
+        )
 
     def encode_batch(
         self,
@@ -261,21 +264,7 @@ class Tokenizer:
             A dict with ``input_ids``, ``token_type_ids``, ``attention_mask`` (``(B, T)``) and
             ``word_ids`` / ``sequence_ids`` (lists of lists, None at specials and padding).
         """
-        if isinstance(texts, str):
-            raise TypeError("encode_batch expects a list of texts, got a single str; use encode")
-        texts = list(texts)
-        if not texts:
-            raise ValueError("encode_batch got an empty list of texts")
-        if pairs is not None:
-            pairs = list(pairs)
-            if len(pairs) != len(texts):
-                raise ValueError(f"got {len(texts)} texts but {len(pairs)} pairs")
-        if return_tensors not in ("pt", None):
-            raise ValueError(f"return_tensors must be 'pt' or None, got {return_tensors!r}")
-        if padding not in (False, None, True, "longest", "max_length", "do_not_pad"):
-            raise ValueError(f"padding must be 'longest', 'max_length' or False, got {padding!r}")
-        if padding == "max_length" and max_length is None:
-            raise ValueError("padding='max_length' needs max_length")
+        texts, pairs = _batch_inputs(texts, pairs, max_length, padding, return_tensors)
         encs = [
             self.encode(t, pairs[i] if pairs is not None else None, max_length=max_length,
                         truncation=truncation, add_special_tokens=add_special_tokens,
@@ -289,14 +278,14 @@ class Tokenizer:
             target = longest
         else:
             target = None
+        return self._collate(encs, target, return_tensors)
 
-        def pad(rows: list[list], value) -> list[list]:
-            return rows if target is None else [r + [value] * (target - len(r)) for r in rows]
-
+    def _collate(self, encs: list[Encoding], target: int | None, return_tensors: str | None) -> dict:
+        """The dict :meth:`encode_batch` returns: ``encs`` padded to ``target`` (None: as they are)."""
         out = {
-            "input_ids": pad([e.ids for e in encs], self.pad_id),
-            "token_type_ids": pad([e.token_type_ids for e in encs], 0),
-            "attention_mask": pad([e.attention_mask for e in encs], 0),
+            "input_ids": _pad_rows([e.ids for e in encs], self.pad_id, target),
+            "token_type_ids": _pad_rows([e.token_type_ids for e in encs], 0, target),
+            "attention_mask": _pad_rows([e.attention_mask for e in encs], 0, target),
         }
         if return_tensors == "pt":
             if len({len(r) for r in out["input_ids"]}) > 1:
@@ -305,8 +294,8 @@ class Tokenizer:
                     "or return_tensors=None"
                 )
             out = {k: torch.tensor(v, dtype=torch.long) for k, v in out.items()}  # (B, T)
-        out["word_ids"] = pad([e.word_ids for e in encs], None)
-        out["sequence_ids"] = pad([e.sequence_ids for e in encs], None)
+        out["word_ids"] = _pad_rows([e.word_ids for e in encs], None, target)
+        out["sequence_ids"] = _pad_rows([e.sequence_ids for e in encs], None, target)
         return out
 
     def decode(self, ids: Sequence[int] | torch.Tensor, skip_special_tokens: bool = True) -> str:
@@ -351,3 +340,49 @@ class Tokenizer:
         if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab):
             raise ValueError(f"{str(path)!r}: 'vocab' must be a list of strings")
         return cls(vocab, **{k: data[k] for k in cls.OPTIONS if k in data})
+
+
+def _pads_to_max_length(padding: bool | str | None, max_length: int | None, n_special: int,
+                        is_pair: bool) -> bool:
+    """Check ``padding`` and ``max_length`` of :meth:`Tokenizer.encode`; True when it pads to
+    ``max_length``."""
+    if padding not in (False, None, True, "max_length", "longest", "do_not_pad"):
+        raise ValueError(f"padding must be False, True, 'max_length' or 'longest', got {padding!r}")
+    pad_to_max = padding in (True, "max_length")
+    if max_length is not None:
+        if not isinstance(max_length, int) or max_length < max(n_special, 1):
+            raise ValueError(
+                f"max_length={max_length!r} cannot hold the {n_special} special tokens of "
+                f"{'[CLS] a [SEP] b [SEP]' if is_pair else '[CLS] a [SEP]'}; "
+                f"use max_length >= {max(n_special, 1)}"
+            )
+    elif pad_to_max:
+        raise ValueError(f"padding={padding!r} needs max_length")
+    return pad_to_max
+
+
+def _batch_inputs(texts, pairs, max_length: int | None, padding: bool | str | None,
+                  return_tensors: str | None) -> tuple[list, list | None]:
+    """``texts`` and ``pairs`` as lists, once they and the options of :meth:`Tokenizer.encode_batch`
+    are checked."""
+    if isinstance(texts, str):
+        raise TypeError("encode_batch expects a list of texts, got a single str; use encode")
+    texts = list(texts)
+    if not texts:
+        raise ValueError("encode_batch got an empty list of texts")
+    if pairs is not None:
+        pairs = list(pairs)
+        if len(pairs) != len(texts):
+            raise ValueError(f"got {len(texts)} texts but {len(pairs)} pairs")
+    if return_tensors not in ("pt", None):
+        raise ValueError(f"return_tensors must be 'pt' or None, got {return_tensors!r}")
+    if padding not in (False, None, True, "longest", "max_length", "do_not_pad"):
+        raise ValueError(f"padding must be 'longest', 'max_length' or False, got {padding!r}")
+    if padding == "max_length" and max_length is None:
+        raise ValueError("padding='max_length' needs max_length")
+    return texts, pairs
+
+
+def _pad_rows(rows: list[list], value, target: int | None) -> list[list]:
+    """Each row extended with ``value`` to length ``target``; ``rows`` itself when it is None."""
+    return rows if target is None else [r + [value] * (target - len(r)) for r in rows]

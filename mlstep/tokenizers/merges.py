@@ -47,72 +47,97 @@ def learn_merges(words: dict[tuple[str, ...], int], max_symbols: int, *, min_fre
         raise ValueError(f"the vocabulary leaves room for {max_symbols} symbols but the training text "
                          f"has an alphabet of {len(symbols)}; raise vocab_size")
     sym_id = {s: i for i, s in enumerate(symbols)}
-    splits = [[sym_id[c] for c in word] for word in words]
-    freqs = list(words.values())
-
-    # Counts live in float64 arrays so that each step scores every pair in one vectorised pass;
-    # they stay exact integers (< 2**53), so equal scores compare equal.
-    sym_freq = np.zeros(2 * len(symbols) + 1024)  # occurrences of each symbol in the current splits
-    pair_a, pair_b, pair_freq = np.zeros(1024, np.int64), np.zeros(1024, np.int64), np.zeros(1024)
-    pair_id: dict[tuple[int, int], int] = {}
-    pair_words: list[set[int]] = []  # the words that contained each pair (checked when used)
-
-    def grow(arr: np.ndarray, n: int) -> np.ndarray:
-        return arr if n < len(arr) else np.concatenate([arr, np.zeros_like(arr)])
-
-    def count(w: int, sign: int) -> None:
-        """Add (+1) or remove (-1) word w's symbols and pairs from the counts."""
-        nonlocal pair_a, pair_b, pair_freq
-        f = sign * freqs[w]
-        for t in splits[w]:
-            sym_freq[t] += f
-        for a, b in pairwise(splits[w]):
-            p = pair_id.get((a, b))
-            if p is None:
-                p = pair_id[(a, b)] = len(pair_words)
-                pair_a, pair_b, pair_freq = grow(pair_a, p), grow(pair_b, p), grow(pair_freq, p)
-                pair_a[p], pair_b[p] = a, b
-                pair_words.append(set())
-            pair_freq[p] += f
-            if sign > 0:
-                pair_words[p].add(w)
-
-    for w in range(len(splits)):
-        count(w, +1)
+    counts = _PairCounts([[sym_id[c] for c in word] for word in words], list(words.values()), len(symbols))
     merges: list[tuple[str, str]] = []
-    while len(symbols) < max_symbols and pair_words:
-        n = len(pair_words)
-        pf, pa, pb = pair_freq[:n], pair_a[:n], pair_b[:n]
-        score = pf.copy()
-        if scoring == "likelihood":
-            score = np.divide(pf, sym_freq[pa] * sym_freq[pb], out=np.zeros(n), where=pf > 0)
-        score[pf < max(min_frequency, 1)] = -1.0
-        best = score.max()
-        if best < 0:
+    while len(symbols) < max_symbols and counts.pair_words:
+        p = counts.best_pair(symbols, scoring, min_frequency)
+        if p is None:
             break  # no pair is frequent enough
-        p = int(min(np.flatnonzero(score == best), key=lambda c: (-pf[c], symbols[pa[c]], symbols[pb[c]])))
-        a, b = int(pa[p]), int(pb[p])
+        a, b = int(counts.pair_a[p]), int(counts.pair_b[p])
         merges.append((symbols[a], symbols[b]))
         merged = join(symbols[a], symbols[b])
         if merged not in sym_id:
             sym_id[merged] = len(symbols)
             symbols.append(merged)
-            sym_freq = grow(sym_freq, len(symbols))
-        new = sym_id[merged]
-        for w in list(pair_words[p]):
-            split = splits[w]
-            if not any(x == a and y == b for x, y in pairwise(split)):
-                continue  # stale: an earlier merge already changed this word
-            count(w, -1)
-            out, i = [], 0
-            while i < len(split):
-                if i + 1 < len(split) and split[i] == a and split[i + 1] == b:
-                    out.append(new)
-                    i += 2
-                else:
-                    out.append(split[i])
-                    i += 1
-            splits[w] = out
-            count(w, +1)
-        pair_words[p] = set()
+        counts.merge(p, sym_id[merged])
     return symbols, merges
+
+
+def _grow(arr: np.ndarray, n: int) -> np.ndarray:
+    """``arr``, doubled in length when it has no index ``n``."""
+    return arr if n < len(arr) else np.concatenate([arr, np.zeros_like(arr)])
+
+
+def _merged(split: list[int], a: int, b: int, new: int) -> list[int]:
+    """``split`` with each adjacent ``a, b`` replaced by ``new``, from left to right."""
+    out, i = [], 0
+    while i < len(split):
+        if i + 1 < len(split) and split[i] == a and split[i + 1] == b:
+            out.append(new)
+            i += 2
+        else:
+            out.append(split[i])
+            i += 1
+    return out
+
+
+class _PairCounts:
+    """Every word's current split (symbol ids), and how often each symbol and adjacent pair occurs.
+
+    Counts live in float64 arrays so that each step scores every pair in one vectorised pass;
+    they stay exact integers (< 2**53), so equal scores compare equal.
+    """
+
+    def __init__(self, splits: list[list[int]], freqs: list[int], n_symbols: int):
+        self.splits, self.freqs = splits, freqs
+        self.sym_freq = np.zeros(2 * n_symbols + 1024)  # occurrences of each symbol in the current splits
+        self.pair_a, self.pair_b = np.zeros(1024, np.int64), np.zeros(1024, np.int64)
+        self.pair_freq = np.zeros(1024)
+        self.pair_id: dict[tuple[int, int], int] = {}
+        self.pair_words: list[set[int]] = []  # the words that contained each pair (checked when used)
+        for w in range(len(splits)):
+            self.count(w, +1)
+
+    def count(self, w: int, sign: int) -> None:
+        """Add (+1) or remove (-1) word w's symbols and pairs from the counts."""
+        f = sign * self.freqs[w]
+        for t in self.splits[w]:
+            self.sym_freq[t] += f
+        for a, b in pairwise(self.splits[w]):
+            p = self.pair_id.get((a, b))
+            if p is None:
+                p = self.pair_id[(a, b)] = len(self.pair_words)
+                self.pair_a, self.pair_b = _grow(self.pair_a, p), _grow(self.pair_b, p)
+                self.pair_freq = _grow(self.pair_freq, p)
+                self.pair_a[p], self.pair_b[p] = a, b
+                self.pair_words.append(set())
+            self.pair_freq[p] += f
+            if sign > 0:
+                self.pair_words[p].add(w)
+
+    def best_pair(self, symbols: list[str], scoring: str, min_frequency: int) -> int | None:
+        """The pair that scores best (ties: more frequent, then alphabetically first), None when no
+        pair occurs ``min_frequency`` times."""
+        n = len(self.pair_words)
+        pf, pa, pb = self.pair_freq[:n], self.pair_a[:n], self.pair_b[:n]
+        score = pf.copy()
+        if scoring == "likelihood":
+            score = np.divide(pf, self.sym_freq[pa] * self.sym_freq[pb], out=np.zeros(n), where=pf > 0)
+        score[pf < max(min_frequency, 1)] = -1.0
+        best = score.max()
+        if best < 0:
+            return None
+        ties = np.flatnonzero(score == best)
+        return int(min(ties, key=lambda c: (-pf[c], symbols[pa[c]], symbols[pb[c]])))
+
+    def merge(self, p: int, new: int) -> None:
+        """Replace pair ``p`` by the symbol ``new`` in every word that still contains it."""
+        a, b = int(self.pair_a[p]), int(self.pair_b[p])
+        self.sym_freq = _grow(self.sym_freq, new + 1)  # room for the new symbol's count
+        for w in list(self.pair_words[p]):
+            if not any(x == a and y == b for x, y in pairwise(self.splits[w])):
+                continue  # stale: an earlier merge already changed this word
+            self.count(w, -1)
+            self.splits[w] = _merged(self.splits[w], a, b, new)
+            self.count(w, +1)
+        self.pair_words[p] = set()
