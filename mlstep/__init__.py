@@ -12,6 +12,7 @@ One shape legend for the whole package, written on the line wherever a shape cha
 
     B  batch                T  positions (of the queries)     S  positions of the keys / values
     D  hidden size          H  attention heads                K  head size, D / H
+    G  key/value heads (G < H: grouped-query attention)
     F  feed-forward width   V  vocabulary size                C  classes
     M  rows picked out of (B, T): masked tokens, real tokens  R  LoRA rank
 
@@ -52,7 +53,14 @@ from mlstep.finetune import (
     unfreeze,
 )
 from mlstep.generation import generate
-from mlstep.gpt import GPT, GPTConfig, GPTForSequenceClassification, GPTOutput, gpt_from_hf
+from mlstep.gpt import (
+    GPT,
+    GPTConfig,
+    GPTForSequenceClassification,
+    GPTOutput,
+    gpt_from_hf,
+    llama_from_hf,
+)
 from mlstep.lora import LoRALinear, apply_lora, merge_lora
 from mlstep.masking import mask_tokens, nsp_pairs, sop_pairs
 from mlstep.multistage.adapt import continue_pretraining, extend_vocabulary, new_words
@@ -91,7 +99,7 @@ __all__ = [
     "apply_lora", "merge_lora", "distillation_loss", "distillation_step_fn", "student_config",
     "init_student_from_teacher",
     # GPT
-    "GPTConfig", "GPT", "GPTOutput", "gpt_from_hf", "GPTForSequenceClassification", "generate",
+    "GPTConfig", "GPT", "GPTOutput", "gpt_from_hf", "llama_from_hf", "GPTForSequenceClassification", "generate",
     "ByteLevelBPETokenizer",
     # utilities
     "get_device", "set_seed", "set_threads", "count_parameters",

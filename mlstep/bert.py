@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from mlstep.attention import padding_mask
 from mlstep.config import TransformerConfig
-from mlstep.tools.checks import check_ids, check_rows
+from mlstep.tools.checks import check_args, check_ids, check_rows, check_tensor
 from mlstep.tools.runtime import IGNORE_INDEX
 from mlstep.transformer import Backbone, Transformer, init_weights
 
@@ -25,12 +25,14 @@ __all__ = ["BertConfig", "BertEmbeddings", "BertModel", "BertOutput", "BertForPr
            "PreTrainingOutput", "mlm_loss", "bert_from_hf"]
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class BertConfig(TransformerConfig):
     """A BERT: a post-LN :class:`~mlstep.TransformerConfig` plus vocabulary, positions and segments.
 
     The defaults are the course's tiny CPU model. ``bert-base-uncased`` is ``BertConfig(30522,
     hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072, max_position=512)``.
+    The modern options (``norm``, ``ffn``, ``num_kv_heads``, ``qk_norm``, ``bias``) change the encoder's
+    blocks only; the embeddings and the MLM head keep their LayerNorm. ``positions`` stays "learned".
     """
 
     vocab_size: int = field(kw_only=False)  # V: token ids, the specials [PAD] [CLS] ... included
@@ -38,6 +40,12 @@ class BertConfig(TransformerConfig):
     max_position: int = 128  # longest sequence: rows of the learned position table
     type_vocab_size: int = 2  # segment ids: 0 = sentence A, 1 = sentence B
     initializer_range: float = 0.02  # std of the normal initialisation of every weight
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.positions != "learned":
+            raise ValueError(f"BertConfig.positions must be 'learned', got {self.positions!r}: BERT's "
+                             "embeddings add a position table; RoPE is a decoder option (GPTConfig)")
 
     @classmethod
     def from_hf(cls, hf_config: Any, **overrides: Any) -> BertConfig:
@@ -71,7 +79,15 @@ class BertEmbeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, input_ids: Tensor, token_type_ids: Tensor) -> Tensor:
+    def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
+        check_ids("input_ids", input_ids, self.word_embeddings.num_embeddings, "vocab_size")
+        if input_ids.dim() != 2 or not 0 < input_ids.shape[1] <= self.position_embeddings.num_embeddings:
+            raise ValueError(f"input_ids must be (batch, seq_len) with 0 < seq_len <= max_position="
+                             f"{self.position_embeddings.num_embeddings}, got {tuple(input_ids.shape)}; truncate longer inputs")
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        check_ids("token_type_ids", token_type_ids, self.token_type_embeddings.num_embeddings, "type_vocab_size",
+                  shape=input_ids.shape)
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)  # (T,)
         x = (self.word_embeddings(input_ids)  # (B, T, D)
              + self.position_embeddings(positions)  # (T, D), the same for every sequence
@@ -90,8 +106,7 @@ class BertModel(nn.Module):
 
     def __init__(self, config: BertConfig):
         super().__init__()
-        if not isinstance(config, BertConfig):
-            raise TypeError(f"config must be a mlstep.BertConfig, got {type(config).__name__}")
+        check_args(config=(config, BertConfig))
         self.config = config
         self.embeddings = BertEmbeddings(config)
         self.encoder = Transformer(config)
@@ -106,20 +121,12 @@ class BertModel(nn.Module):
                 attention_mask: Tensor | None = None) -> BertOutput:
         """``input_ids (B, T)``; ``token_type_ids (B, T)`` (default 0); ``attention_mask (B, T)``,
         1 = real token, 0 = padding (default: all real)."""
-        cfg = self.config
-        check_ids("input_ids", input_ids, cfg.vocab_size, "vocab_size")
-        if input_ids.dim() != 2 or not 0 < input_ids.shape[1] <= cfg.max_position:
-            raise ValueError(f"input_ids must be (batch, seq_len) with 0 < seq_len <= max_position="
-                             f"{cfg.max_position}, got {tuple(input_ids.shape)}; truncate longer inputs")
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        check_ids("token_type_ids", token_type_ids, cfg.type_vocab_size, "type_vocab_size",
-                  shape=input_ids.shape)
+        x = self.embeddings(input_ids, token_type_ids)  # (B, T, D); the embeddings check the ids
         mask = None
         if attention_mask is not None:
             check_rows("attention_mask", attention_mask, input_ids.shape)
             mask = padding_mask(attention_mask)  # (B, 1, 1, T): every query sees the real keys
-        states = self.encoder(self.embeddings(input_ids, token_type_ids), mask)  # L + 1 × (B, T, D)
+        states = self.encoder(x, mask)  # L + 1 × (B, T, D)
         hidden = states[-1]
         return BertOutput(hidden, torch.tanh(self.pooler(hidden[:, 0])), tuple(states))
 
@@ -156,8 +163,10 @@ def mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:
 
     Averaging over every position instead would divide by ~7× too many (15 % are targets).
     """
+    check_tensor("logits", logits, floating=True)
+    check_ids("labels", labels, logits.shape[-1], "classes", shape=logits.shape[:-1], ignore=IGNORE_INDEX)
     logits, labels = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)  # (M, V), (M,)
-    if labels.numel() == 0:
+    if not (labels != IGNORE_INDEX).any():
         return logits.sum() * 0.0  # no target in the batch: 0, not NaN
     return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
 
@@ -185,12 +194,12 @@ class BertForPreTraining(nn.Module):
         """Inputs as :meth:`BertModel.forward`. ``mlm_labels (B, T)``: the original id at masked
         positions, −100 elsewhere; ``mlm_logits`` row i then predicts ``mlm_labels[mlm_labels !=
         -100][i]``. ``nsp_labels (B,)``: 0 = B follows A, 1 = B is random."""
+        hidden, pooled, _ = self.bert(input_ids, token_type_ids, attention_mask)  # (B, T, D), (B, D)
         if mlm_labels is not None:
             check_ids("mlm_labels", mlm_labels, self.config.vocab_size, "vocab_size",
                       shape=input_ids.shape, ignore=IGNORE_INDEX)
         if nsp_labels is not None:
             check_ids("nsp_labels", nsp_labels, 2, "num_labels", shape=input_ids.shape[:1])
-        hidden, pooled, _ = self.bert(input_ids, token_type_ids, attention_mask)  # (B, T, D), (B, D)
         nsp_logits = self.seq_relationship(pooled)  # (B, 2)
         loss = None
         if mlm_labels is None:
@@ -214,7 +223,7 @@ def bert_from_hf(hf_model: Any, **overrides: Any) -> BertForPreTraining:
     ``overrides`` set :class:`BertConfig` fields (e.g. ``dropout=0.0``).
     """
     if not (hasattr(hf_model, "bert") and hasattr(getattr(hf_model, "cls", None), "seq_relationship")):
-        raise TypeError(f"expected a transformers.BertForPreTraining, got {type(hf_model).__name__}")
+        raise TypeError(f"hf_model must be a transformers.BertForPreTraining, got {type(hf_model).__name__}")
     model = BertForPreTraining(BertConfig.from_hf(hf_model.config, **overrides))
     hb, preds = hf_model.bert, hf_model.cls.predictions
 

@@ -1,5 +1,5 @@
-"""GPT from scratch: a decoder-only transformer that predicts the next token, GPT-2 weights loaded
-into it, and a classifier on top of it.
+"""GPT from scratch: a decoder-only transformer that predicts the next token, GPT-2 and Llama
+weights loaded into it, and a classifier on top of it.
 
 A GPT is the stack BERT uses — the same :class:`~mlstep.Transformer` — with three settings changed
 (``pre_norm=True, causal=True, gelu="tanh"``) and a different head::
@@ -14,6 +14,9 @@ seen instead of recomputing them (the KV cache, :mod:`mlstep.generation`).
 
 Module names follow Hugging Face's GPT-2 where that maps checkpoints onto ours (``wte``, ``wpe``,
 ``lm_head``); the blocks are our ``Transformer``, called ``decoder``. Shapes follow the package legend.
+
+A Llama (or Qwen3) is this GPT with the config's modern options (:func:`llama_from_hf`): RoPE
+instead of ``wpe``, RMSNorm, SwiGLU, grouped-query attention, no biases, an untied ``lm_head``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from torch import Tensor, nn
 
 from mlstep.attention import padding_mask
 from mlstep.config import TransformerConfig
-from mlstep.tools.checks import check_ids, check_rows
+from mlstep.tools.checks import check_args, check_ids, check_keys, check_rows, check_tensor
 from mlstep.tools.runtime import IGNORE_INDEX
 from mlstep.transformer import (
     Backbone,
@@ -39,11 +42,11 @@ from mlstep.transformer import (
     init_weights,
 )
 
-__all__ = ["GPTConfig", "GPT", "GPTOutput", "next_token_targets", "lm_step", "gpt_from_hf",
+__all__ = ["GPTConfig", "GPT", "GPTOutput", "next_token_targets", "lm_step", "gpt_from_hf", "llama_from_hf",
            "GPTForSequenceClassification"]
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class GPTConfig(TransformerConfig):
     """A GPT: a pre-LN, causal :class:`~mlstep.TransformerConfig` plus vocabulary and positions.
 
@@ -59,6 +62,7 @@ class GPTConfig(TransformerConfig):
     causal: bool = True  # a decoder: position t sees positions <= t only
     gelu: str = "tanh"  # GPT-2's GELU approximation ("gelu_new")
     initializer_range: float = 0.02  # std of the normal initialisation of every weight
+    tie_embeddings: bool = True  # lm_head is wte (GPT-2); False: a separate output matrix (most Llamas)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -85,6 +89,28 @@ class GPTConfig(TransformerConfig):
                       gelu=gelu, initializer_range=hf_config.initializer_range)
         return cls(hf_config.vocab_size, **{**fields, **overrides})
 
+    @classmethod
+    def from_llama(cls, hf_config: Any, **overrides: Any) -> GPTConfig:
+        """The config of a Hugging Face ``LlamaConfig`` (or ``Qwen3Config``: with ``qk_norm``)."""
+        D, H = hf_config.hidden_size, hf_config.num_attention_heads
+        rope = getattr(hf_config, "rope_parameters", None) or {}
+        bias = getattr(hf_config, "attention_bias", False)
+        for key, theirs, ours in (("hidden_act", hf_config.hidden_act, "silu"),
+                                  ("rope_type", rope.get("rope_type", "default"), "default"),
+                                  ("head_dim", getattr(hf_config, "head_dim", None) or D // H, D // H),
+                                  ("mlp_bias", getattr(hf_config, "mlp_bias", False), bias),
+                                  ("use_sliding_window", getattr(hf_config, "use_sliding_window", False), False)):
+            if theirs != ours:
+                raise ValueError(f"unsupported {key}={theirs!r}: mlstep's GPT needs {key}={ours!r}")
+        fields = dict(hidden_size=D, num_layers=hf_config.num_hidden_layers, num_heads=H,
+                      num_kv_heads=hf_config.num_key_value_heads or H, intermediate_size=hf_config.intermediate_size,
+                      max_position=hf_config.max_position_embeddings, layer_norm_eps=hf_config.rms_norm_eps,
+                      dropout=float(hf_config.attention_dropout), initializer_range=hf_config.initializer_range,
+                      positions="rope", rope_theta=float(rope.get("rope_theta", getattr(hf_config, "rope_theta", 1e4))),
+                      norm="rmsnorm", ffn="swiglu", qk_norm=hf_config.model_type == "qwen3", bias=bias,
+                      tie_embeddings=bool(hf_config.tie_word_embeddings))
+        return cls(hf_config.vocab_size, **{**fields, **overrides})
+
 
 class GPTOutput(NamedTuple):
     loss: Tensor | None  # None without labels; else the mean next-token cross-entropy
@@ -94,6 +120,7 @@ class GPTOutput(NamedTuple):
 def next_token_targets(labels: Tensor) -> Tensor:
     """``labels (B, T)`` → the targets of each position ``(B, T)``: ``targets[:, t] = labels[:, t + 1]``,
     and −100 at the last position, which has no next token."""
+    check_tensor("labels", labels, dims=2, what="(batch, seq_len)")
     return F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
 
 
@@ -115,20 +142,21 @@ class GPT(nn.Module):
     """Token + position embeddings → :class:`~mlstep.Transformer` (``decoder``) → ``lm_head``.
 
     The LM head *is* the token-embedding matrix (tied, as in GPT-2): the logit of token v is the
-    dot product of the final hidden state with v's input embedding.
+    dot product of the final hidden state with v's input embedding. With ``positions="rope"`` there
+    is no ``wpe``: attention rotates queries and keys by the positions instead.
     """
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        if not isinstance(config, GPTConfig):
-            raise TypeError(f"config must be a mlstep.GPTConfig, got {type(config).__name__}")
+        check_args(config=(config, GPTConfig))
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.hidden_size)  # token embeddings
-        self.wpe = nn.Embedding(config.max_position, config.hidden_size)  # learned positions
+        self.wpe = nn.Embedding(config.max_position, config.hidden_size) if config.positions == "learned" else None
         self.drop = nn.Dropout(config.dropout)
         self.decoder = Transformer(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.lm_head.weight = self.wte.weight  # tied: one Parameter, two uses
+        if config.tie_embeddings:
+            self.lm_head.weight = self.wte.weight  # tied: one Parameter, two uses
         self.apply(lambda m: init_weights(m, config.initializer_range))
         for block in self.decoder.layers:  # GPT-2: each residual branch's output layer scaled by
             for proj in (block.attn.out_proj, block.ffn.fc2):  # 1/√(2L), so the stream's variance
@@ -136,7 +164,7 @@ class GPT(nn.Module):
 
     def backbone(self) -> Backbone:
         """What strategies act on: the token and position embeddings and the ``decoder`` stack."""
-        return Backbone(self, [self.wte, self.wpe], self.decoder, [])
+        return Backbone(self, [e for e in (self.wte, self.wpe) if e is not None], self.decoder, [])
 
     def hidden_states(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                       caches: list[dict] | None = None) -> list[Tensor]:
@@ -155,8 +183,9 @@ class GPT(nn.Module):
             check_rows("attention_mask", attention_mask, (B, past + T))
             positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, past:]  # (B, T): real tokens count from 0
             mask = padded_causal_mask(attention_mask, T)  # (B, 1, T, past + T)
-        x = self.drop(self.wte(input_ids) + self.wpe(positions))  # (B, T, D)
-        return self.decoder(x, mask, caches)
+        x = self.wte(input_ids)  # (B, T, D)
+        x = self.drop(x if self.wpe is None else x + self.wpe(positions))  # (B, T, D)
+        return self.decoder(x, mask, caches, positions)
 
     def forward(self, input_ids: Tensor, labels: Tensor | None = None, *,
                 attention_mask: Tensor | None = None, caches: list[dict] | None = None) -> GPTOutput:
@@ -172,12 +201,12 @@ class GPT(nn.Module):
         token never sees the padding on its right, and positions count real tokens only.
         ``caches``: one dict per block, extended in place with these positions' keys and values.
         """
+        hidden = self.hidden_states(input_ids, attention_mask, caches)[-1]  # (B, T, D)
         if labels is not None:
             check_ids("labels", labels, self.config.vocab_size, "vocab_size", shape=input_ids.shape,
                       ignore=IGNORE_INDEX)
             if not (labels[:, 1:] != IGNORE_INDEX).any():
                 raise ValueError("labels have no target after position 0: nothing to predict")
-        hidden = self.hidden_states(input_ids, attention_mask, caches)[-1]  # (B, T, D)
         if labels is None:
             return GPTOutput(None, self.lm_head(hidden))  # (B, T, V)
         targets = next_token_targets(labels)  # (B, T)
@@ -189,6 +218,7 @@ class GPT(nn.Module):
 def lm_step(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
     """A ``step_fn`` for :func:`mlstep.train`: the next-token loss on ``input_ids``, with
     ``labels`` when the batch has them (−100 on a prompt and padding), else the ids themselves."""
+    check_keys("batch", batch, ("input_ids",))
     return model(batch["input_ids"], batch.get("labels", batch["input_ids"])).loss
 
 
@@ -202,7 +232,7 @@ def gpt_from_hf(hf_model: Any, **overrides: Any) -> GPT:
     they are transposed and split. ``overrides`` set :class:`GPTConfig` fields (e.g. ``dropout=0.0``).
     """
     if not (hasattr(getattr(hf_model, "transformer", None), "wte") and hasattr(hf_model, "lm_head")):
-        raise TypeError(f"expected a transformers.GPT2LMHeadModel, got {type(hf_model).__name__}")
+        raise TypeError(f"hf_model must be a transformers.GPT2LMHeadModel, got {type(hf_model).__name__}")
     model = GPT(GPTConfig.from_hf(hf_model.config, **overrides))
     hf = hf_model.transformer
 
@@ -223,6 +253,34 @@ def gpt_from_hf(hf_model: Any, **overrides: Any) -> GPT:
         ours.norm2.load_state_dict(theirs.ln_2.state_dict())
     model.decoder.final_norm.load_state_dict(hf.ln_f.state_dict())
     ref = hf.wte.weight
+    return model.to(device=ref.device, dtype=ref.dtype).train(hf_model.training)
+
+
+@torch.no_grad()
+def llama_from_hf(hf_model: Any, **overrides: Any) -> GPT:
+    """Our :class:`GPT` with a copy of a Hugging Face ``LlamaForCausalLM``'s (or ``Qwen3ForCausalLM``'s)
+    weights; logits equal the Hugging Face model's to float32 rounding. The layers map one to one
+    (``gate_proj`` → ``ffn.fc1``, ``up_proj`` → ``ffn.up``, ``down_proj`` → ``ffn.fc2``).
+    ``overrides`` set :class:`GPTConfig` fields (e.g. ``max_position=256``)."""
+    if not (hasattr(getattr(hf_model, "model", None), "embed_tokens") and hasattr(hf_model, "lm_head")):
+        raise TypeError(f"expected a transformers.LlamaForCausalLM as hf_model, got {type(hf_model).__name__}")
+    model = GPT(GPTConfig.from_llama(hf_model.config, **overrides))
+    hf = hf_model.model
+    model.wte.load_state_dict(hf.embed_tokens.state_dict())
+    if not model.config.tie_embeddings:
+        model.lm_head.load_state_dict(hf_model.lm_head.state_dict())
+    for ours, theirs in zip(model.decoder.layers, hf.layers, strict=True):
+        a, mlp = theirs.self_attn, theirs.mlp
+        pairs = [(ours.attn.q_proj, a.q_proj), (ours.attn.k_proj, a.k_proj), (ours.attn.v_proj, a.v_proj),
+                 (ours.attn.out_proj, a.o_proj), (ours.ffn.fc1, mlp.gate_proj), (ours.ffn.up, mlp.up_proj),
+                 (ours.ffn.fc2, mlp.down_proj), (ours.norm1, theirs.input_layernorm),
+                 (ours.norm2, theirs.post_attention_layernorm)]
+        if model.config.qk_norm:
+            pairs += [(ours.attn.q_norm, a.q_norm), (ours.attn.k_norm, a.k_norm)]
+        for dst, src in pairs:
+            dst.load_state_dict(src.state_dict())
+    model.decoder.final_norm.load_state_dict(hf.norm.state_dict())
+    ref = hf.embed_tokens.weight
     return model.to(device=ref.device, dtype=ref.dtype).train(hf_model.training)
 
 
@@ -252,7 +310,8 @@ class GPTForSequenceClassification(nn.Module):
         """``input_ids (B, T)`` padded on the right; ``attention_mask (B, T)``, 1 = real token
         (default: no padding); ``labels (B,)`` in ``[0, C)``. ``token_type_ids`` may only be zeros
         (a GPT reads one segment): it is accepted so that :mod:`mlstep.tasks.labeled` batches fit."""
-        if token_type_ids is not None and token_type_ids.any():
+        hidden = self.gpt.hidden_states(input_ids)[-1]  # (B, T, D); checks input_ids
+        if token_type_ids is not None and (not isinstance(token_type_ids, Tensor) or token_type_ids.any()):
             raise ValueError("a GPT has no segments: token_type_ids must be None or all 0")
         if labels is not None:
             check_ids("labels", labels, self.num_labels, "num_labels", shape=input_ids.shape[:1])
@@ -261,7 +320,6 @@ class GPTForSequenceClassification(nn.Module):
         check_rows("attention_mask", attention_mask, input_ids.shape)
         if (attention_mask[:, 1:] > attention_mask[:, :-1]).any():
             raise ValueError("attention_mask has padding before a real token: pad on the right for classification")
-        hidden = self.gpt.hidden_states(input_ids)[-1]  # (B, T, D)
         last = attention_mask.sum(dim=1) - 1  # (B,): index of the last real token
         pooled = hidden[torch.arange(len(last), device=hidden.device), last]  # (B, D)
         logits = self.classifier(self.dropout(pooled))  # (B, C)

@@ -12,6 +12,8 @@ block and GPT-2's::
 
 Pre-LN leaves the stream itself un-normalised (a clean identity path for the gradient), so the
 stack ends with one more LayerNorm. GPT's block is BERT's with ``pre_norm=True, causal=True``.
+A Llama block is GPT's with RMSNorm for LayerNorm (:func:`norm_layer`), a SwiGLU feed-forward
+layer and the attention options (rotary positions, grouped-query heads): the config picks each.
 
 Below both models also sit what their task heads share (:class:`ClassifierOutput`,
 :func:`classifier_layers`) and :func:`find_backbone`, the one way fine-tuning strategies (freezing,
@@ -27,14 +29,15 @@ from torch import Tensor, nn
 
 from mlstep.attention import MultiHeadAttention
 from mlstep.config import TransformerConfig
-from mlstep.tools.checks import check_probability, check_width
+from mlstep.tools.checks import check_args, check_width
 
-__all__ = ["FeedForward", "TransformerBlock", "Transformer", "init_weights", "Backbone", "find_backbone",
-           "ClassifierOutput", "classifier_layers"]
+__all__ = ["FeedForward", "TransformerBlock", "Transformer", "init_weights", "norm_layer", "Backbone",
+           "find_backbone", "ClassifierOutput", "classifier_layers"]
 
 
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
     """BERT's and GPT-2's initialisation: normal(0, std) weights, zero biases, LayerNorm 1 and 0."""
+    check_args(module=(module, nn.Module), std=(std, ">= 0"))
     if isinstance(module, (nn.Linear, nn.Embedding)):
         nn.init.normal_(module.weight, mean=0.0, std=std)
         if getattr(module, "bias", None) is not None:
@@ -44,41 +47,57 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
         nn.init.zeros_(module.bias)
 
 
+def norm_layer(config: TransformerConfig) -> nn.Module:
+    """LayerNorm over D, or with ``norm="rmsnorm"`` RMSNorm: ``x / √(mean(x²) + eps) · g``, no mean, no bias."""
+    if config.norm == "rmsnorm":
+        return nn.RMSNorm(config.hidden_size, eps=config.layer_norm_eps)
+    return nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+
 class FeedForward(nn.Module):
     """``Linear(D → F) → GELU → Linear(F → D) → dropout``, the same MLP at every position.
 
-    With F = 4D it holds two thirds of a block's parameters.
+    With F = 4D it holds two thirds of a block's parameters. With ``ffn="swiglu"`` (Llama) a third
+    linear layer ``up`` gates the activation: ``fc2(SiLU(fc1 x) ⊙ up x)``.
     """
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
-        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.act = nn.GELU(approximate=config.gelu)
-        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+        D, F, bias = config.hidden_size, config.intermediate_size, config.bias
+        self.fc1 = nn.Linear(D, F, bias)  # Llama's gate_proj with SwiGLU
+        self.act = nn.SiLU() if config.ffn == "swiglu" else nn.GELU(approximate=config.gelu)
+        self.fc2 = nn.Linear(F, D, bias)  # Llama's down_proj
+        self.up = nn.Linear(D, F, bias) if config.ffn == "swiglu" else None  # Llama's up_proj
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.dropout(self.fc2(self.act(self.fc1(x))))  # (..., D) -> (..., F) -> (..., D)
+        check_width("x", x, self.fc1.in_features, dims=None)
+        h = self.act(self.fc1(x))  # (..., D) -> (..., F)
+        if self.up is not None:
+            h = h * self.up(x)  # SwiGLU: (..., F), gated elementwise
+        return self.dropout(self.fc2(h))  # (..., F) -> (..., D)
 
 
 class TransformerBlock(nn.Module):
-    """Self-attention then feed-forward, each with a residual connection and a LayerNorm."""
+    """Self-attention then feed-forward, each with a residual connection and a LayerNorm (or RMSNorm)."""
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
         self.pre_norm = config.pre_norm
         self.attn = MultiHeadAttention(config)
-        self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.norm1 = norm_layer(config)
         self.ffn = FeedForward(config)
-        self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.norm2 = norm_layer(config)
         self.dropout = nn.Dropout(config.dropout)  # on the attention output (the FFN has its own)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None, cache: dict | None = None) -> Tensor:
-        """The residual stream ``x (B, T, D)`` in and out; ``mask`` and ``cache`` go to attention."""
+    def forward(self, x: Tensor, mask: Tensor | None = None, cache: dict | None = None,
+                positions: Tensor | None = None) -> Tensor:
+        """The residual stream ``x (B, T, D)`` in and out; ``mask``, ``cache``, ``positions`` go to attention."""
+        check_width("x", x, self.attn.hidden_size)
         if self.pre_norm:
-            x = x + self.dropout(self.attn(self.norm1(x), mask=mask, cache=cache))
+            x = x + self.dropout(self.attn(self.norm1(x), mask=mask, cache=cache, positions=positions))
             return x + self.ffn(self.norm2(x))
-        x = self.norm1(x + self.dropout(self.attn(x, mask=mask, cache=cache)))
+        x = self.norm1(x + self.dropout(self.attn(x, mask=mask, cache=cache, positions=positions)))
         return self.norm2(x + self.ffn(x))
 
 
@@ -89,17 +108,17 @@ class Transformer(nn.Module):
         super().__init__()
         self.hidden_size = config.hidden_size
         self.layers = nn.ModuleList(TransformerBlock(config) for _ in range(config.num_layers))
-        self.final_norm = (nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-                           if config.pre_norm else nn.Identity())
+        self.final_norm = norm_layer(config) if config.pre_norm else nn.Identity()
 
-    def forward(self, x: Tensor, mask: Tensor | None = None,
-                caches: list[dict] | None = None) -> list[Tensor]:
+    def forward(self, x: Tensor, mask: Tensor | None = None, caches: list[dict] | None = None,
+                positions: Tensor | None = None) -> list[Tensor]:
         """The ``num_layers + 1`` hidden states ``(B, T, D)``: the input, then each block's output;
-        the last is the stack's output (after the final LayerNorm). ``caches``: one per block."""
+        the last is the stack's output (after the final LayerNorm). ``caches``: one per block;
+        ``positions (T,)`` or ``(B, T)``: the tokens' positions, for RoPE."""
         check_width("x", x, self.hidden_size)
         states = [x]
         for i, block in enumerate(self.layers):
-            x = block(x, mask, None if caches is None else caches[i])  # (B, T, D)
+            x = block(x, mask, None if caches is None else caches[i], positions)  # (B, T, D)
             states.append(x)
         states[-1] = self.final_norm(x)
         return states
@@ -114,13 +133,13 @@ class Backbone(NamedTuple):
     top: list[nn.Module]  # above the stack, trained with its top layer (BERT's pooler; none in a GPT)
 
 
-def find_backbone(model: nn.Module) -> Backbone:
-    """The :class:`Backbone` of ``model``: a BertModel, a GPT, or any task model that holds one
-    (the first module, in ``model.modules()`` order, that has a ``backbone()`` method)."""
-    for module in model.modules():
+def find_backbone(model: nn.Module, name: str = "model") -> Backbone:
+    """The :class:`Backbone` of ``model`` (the argument ``name``): a BertModel, a GPT, or any task model
+    that holds one (the first module, in ``model.modules()`` order, that has a ``backbone()`` method)."""
+    for module in model.modules() if isinstance(model, nn.Module) else ():
         if callable(getattr(type(module), "backbone", None)):
             return module.backbone()
-    raise TypeError(f"{type(model).__name__} holds no mlstep.BertModel or mlstep.GPT: "
+    raise TypeError(f"{name}: {type(model).__name__} holds no mlstep.BertModel or mlstep.GPT; "
                     "pass a model built on one of them")
 
 
@@ -132,9 +151,8 @@ class ClassifierOutput(NamedTuple):
 def classifier_layers(hidden_size: int, num_labels: int, dropout: float,
                       initializer_range: float) -> tuple[nn.Dropout, nn.Linear]:
     """The two layers of a task head, ``(dropout, classifier)``: ``(…, D) -> (…, C)``."""
-    if not isinstance(num_labels, int) or num_labels < 2:
-        raise ValueError(f"num_labels must be an integer >= 2, got {num_labels!r}")
-    check_probability("dropout", dropout)
+    check_args(hidden_size=(hidden_size, "int > 0"), num_labels=(num_labels, "int >= 2"), dropout=(dropout, "in [0, 1)"),
+               initializer_range=(initializer_range, ">= 0"))
     classifier = nn.Linear(hidden_size, num_labels)
     init_weights(classifier, initializer_range)
     return nn.Dropout(dropout), classifier
