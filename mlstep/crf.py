@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from mlstep.finetune import BertForTokenClassification
-from mlstep.tools.checks import check_ids
+from mlstep.tools.checks import check_ids, check_int, check_logits, check_shape, check_tensor
 from mlstep.tools.runtime import IGNORE_INDEX
 from mlstep.transformer import ClassifierOutput
 
@@ -29,15 +29,13 @@ __all__ = ["CRF", "pack_words", "BertCRFTagger"]
 
 
 def _check_inputs(emissions: Tensor, mask: Tensor, num_tags: int) -> None:
+    check_logits("emissions", emissions)
     if emissions.dim() != 3 or emissions.shape[-1] != num_tags:
         raise ValueError(f"emissions must be (batch, words, num_tags={num_tags}), got {tuple(emissions.shape)}")
-    if mask.dtype != torch.bool or mask.shape != emissions.shape[:2]:
-        raise ValueError(f"mask must be a boolean (batch, words) = {tuple(emissions.shape[:2])} tensor, "
-                         f"got {mask.dtype} {tuple(mask.shape)}")
+    check_shape("mask", mask, emissions.shape[:2], "(emissions' batch, words)", dtype=torch.bool)
     lengths = mask.sum(1)
     if not (mask == (torch.arange(mask.shape[1], device=mask.device) < lengths[:, None])).all() or (lengths == 0).any():
-        raise ValueError("mask must mark each sentence's words left-aligned (True, ..., True, False, ...), "
-                         "with at least one word per sentence")
+        raise ValueError("mask must mark each sentence's words left-aligned (True, ..., False, ...), at least one each")
 
 
 class CRF(nn.Module):
@@ -48,8 +46,7 @@ class CRF(nn.Module):
 
     def __init__(self, num_tags: int):
         super().__init__()
-        if not isinstance(num_tags, int) or num_tags < 2:
-            raise ValueError(f"num_tags must be an integer >= 2, got {num_tags!r}")
+        check_int("num_tags", num_tags, 2)
         self.num_tags = num_tags
         self.start = nn.Parameter(torch.zeros(num_tags))  # (C,) score of the first word's tag
         self.end = nn.Parameter(torch.zeros(num_tags))  # (C,) score of the last word's tag
@@ -109,8 +106,10 @@ class CRF(nn.Module):
 def pack_words(pieces: Tensor, starts: Tensor) -> tuple[Tensor, Tensor]:
     """Keep the rows of ``pieces (B, T_pieces, C)`` where ``starts`` is True (each word's first
     piece), left-aligned: ``(words (B, T, C), mask (B, T))`` with T the most words in a sentence."""
+    check_tensor("pieces", pieces, dims=3, what="(batch, positions, C)")
+    check_shape("starts", starts, pieces.shape[:2], "(pieces' batch, positions)", dtype=torch.bool)
     lengths = starts.sum(1)  # (B,)
-    mask = torch.arange(int(lengths.max()), device=pieces.device) < lengths[:, None]  # (B, T)
+    mask = torch.arange(int(lengths.max()) if len(lengths) else 0, device=pieces.device) < lengths[:, None]  # (B, T)
     words = pieces.new_zeros(*mask.shape, pieces.shape[-1])  # (B, T, C)
     words[mask] = pieces[starts]  # (M, C): row-major order keeps each sentence's words in order
     return words, mask

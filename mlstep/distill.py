@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from mlstep.bert import BertConfig
 from mlstep.finetune import MODEL_INPUTS
-from mlstep.tools.checks import check_ids
+from mlstep.tools.checks import check_args, check_ids, check_logits, is_int
 from mlstep.tools.runtime import IGNORE_INDEX, unwrap_model
 from mlstep.transformer import find_backbone
 
@@ -47,11 +47,12 @@ def soft_target_loss(student_logits: Tensor, teacher_logits: Tensor, temperature
     The teacher's logits are detached: no gradient ever reaches the teacher. Computed in float32
     at least (bf16 logits from autocast lose the small probabilities that carry the signal).
     """
+    check_logits("student_logits", student_logits)
+    check_logits("teacher_logits", teacher_logits)
     if student_logits.shape != teacher_logits.shape or student_logits.dim() < 2:
         raise ValueError(f"student_logits {tuple(student_logits.shape)} and teacher_logits "
                          f"{tuple(teacher_logits.shape)} must have one shape (rows..., classes)")
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    check_args(temperature=(temperature, "> 0"))
     s = _at_least_float32(student_logits).flatten(0, -2) / temperature  # (rows, C)
     t = _at_least_float32(teacher_logits.detach()).flatten(0, -2).to(s.dtype) / temperature  # (rows, C)
     if s.shape[0] == 0:
@@ -67,8 +68,7 @@ def distillation_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Te
     Rows labelled −100 (an unlabeled transfer set) get no hard term but keep the soft one; with
     ``labels=None`` the loss is the soft term alone (then ``alpha=0``, hard labels only, is an error).
     """
-    if not (isinstance(alpha, (int, float)) and 0.0 <= alpha <= 1.0):
-        raise ValueError(f"alpha must be in [0, 1] (the weight of the soft term), got {alpha!r}")
+    check_args(alpha=(alpha, "in [0, 1]"))  # the weight of the soft term
     soft = soft_target_loss(student_logits, teacher_logits, temperature)
     if labels is None:
         if alpha == 0:
@@ -90,6 +90,7 @@ def distillation_step_fn(teacher: nn.Module, temperature: float = 2.0, alpha: fl
     device). A batch without ``"labels"`` gets the soft term alone. Token-classification logits
     ``(B, T, C)`` are distilled at the real tokens of ``attention_mask``.
     """
+    check_args(teacher=(teacher, nn.Module), temperature=(temperature, "> 0"), alpha=(alpha, "in [0, 1]"))
 
     def step_fn(student: nn.Module, batch: Mapping[str, Any]) -> Tensor:
         inputs = {k: batch[k] for k in MODEL_INPUTS if k in batch}
@@ -110,7 +111,8 @@ def student_config(teacher_config: BertConfig, num_layers: int | None = None,
                    hidden_size: int | None = None, **changes: Any) -> BertConfig:
     """The teacher's config with fewer layers (default: half, as DistilBERT) and optionally a
     narrower width (the feed-forward width then shrinks in proportion unless given)."""
-    fields = {"num_layers": num_layers or max(1, teacher_config.num_layers // 2)}
+    check_args(teacher_config=(teacher_config, BertConfig), hidden_size=(hidden_size, int, None))
+    fields = {"num_layers": max(1, teacher_config.num_layers // 2) if num_layers is None else num_layers}
     if hidden_size is not None and hidden_size != teacher_config.hidden_size:
         fields["hidden_size"] = hidden_size
         ratio = teacher_config.intermediate_size / teacher_config.hidden_size  # 4 in BERT
@@ -123,8 +125,8 @@ def default_layer_map(teacher_layers: int, student_layers: int) -> list[int]:
 
     12 → 6 gives ``[0, 2, 4, 7, 9, 11]``, the layers DistilBERT copies; a 1-layer student gets layer 0.
     """
-    if not 1 <= student_layers <= teacher_layers:
-        raise ValueError(f"a student needs 1 to teacher_layers={teacher_layers} layers, got {student_layers}")
+    if not (is_int(teacher_layers) and is_int(student_layers) and student_layers <= teacher_layers):
+        raise ValueError(f"student_layers must be 1 to teacher_layers={teacher_layers!r}, got {student_layers!r}")
     if student_layers == 1:
         return [0]
     step = (teacher_layers - 1) / (student_layers - 1)
@@ -144,7 +146,7 @@ def init_student_from_teacher(student: nn.Module, teacher: nn.Module,
     the final LayerNorm and the pooler into a student of the same width, and every head tensor
     whose name and shape match. A narrower student is a ValueError naming each mismatch."""
     student, teacher = unwrap_model(student), unwrap_model(teacher)
-    s_net, t_net = find_backbone(student).model, find_backbone(teacher).model  # BertModel or GPT
+    s_net, t_net = find_backbone(student, "student").model, find_backbone(teacher, "teacher").model  # BertModel or GPT
     L_s, L_t = len(find_backbone(s_net).stack.layers), len(find_backbone(t_net).stack.layers)
     layer_map = default_layer_map(L_t, L_s) if layer_map is None else list(layer_map)
     if len(layer_map) != L_s or not all(0 <= i < L_t for i in layer_map):
@@ -191,7 +193,7 @@ def init_embeddings_by_projection(student: nn.Module, teacher: nn.Module) -> Ten
     (e.g. that "splendid" sits near "lovely"). Token, position and segment embeddings are summed
     in one space, so the same projection ``P (D_t, D_s)`` applies to all three. Returns ``P``.
     """
-    s_tables, t_tables = _embedding_tables(student), _embedding_tables(teacher)
+    s_tables, t_tables = _embedding_tables(student, "student"), _embedding_tables(teacher, "teacher")
     if any(s.shape[1] > t.shape[1] or s.shape[0] > t.shape[0] for s, t in zip(s_tables, t_tables)):
         raise ValueError(f"the student's embeddings {[tuple(s.shape) for s in s_tables]} must not be wider "
                          f"or longer than the teacher's {[tuple(t.shape) for t in t_tables]}")
@@ -203,7 +205,7 @@ def init_embeddings_by_projection(student: nn.Module, teacher: nn.Module) -> Ten
     return projection
 
 
-def _embedding_tables(model: nn.Module) -> list[Tensor]:
+def _embedding_tables(model: nn.Module, name: str) -> list[Tensor]:
     """The embedding tables of ``model``'s backbone, token embeddings first: BERT's word, position
     and segment tables, or a GPT's token and position tables."""
-    return [m.weight for emb in find_backbone(model).embeddings for m in emb.modules() if isinstance(m, nn.Embedding)]
+    return [m.weight for emb in find_backbone(model, name).embeddings for m in emb.modules() if isinstance(m, nn.Embedding)]

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlstep.bert import BertConfig, BertModel
-from mlstep.tools.checks import check_ids
+from mlstep.tools.checks import check_args, check_ids, check_keys, check_rows, check_tensor
 from mlstep.tools.runtime import IGNORE_INDEX
 from mlstep.transformer import ClassifierOutput, classifier_layers, find_backbone
 
@@ -57,8 +57,10 @@ class _BertWithHead(nn.Module):
 
 def mean_pool(hidden: Tensor, attention_mask: Tensor | None = None) -> Tensor:
     """The average of the real tokens' states: ``hidden (B, T, D)`` → ``(B, D)``."""
+    check_tensor("hidden", hidden, dims=3, floating=True, what="(batch, positions, hidden_size)")
     if attention_mask is None:
         return hidden.mean(dim=1)
+    check_rows("attention_mask", attention_mask, hidden.shape[:2])
     real = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1): 1 = real token
     return (hidden * real).sum(dim=1) / real.sum(dim=1)
 
@@ -81,9 +83,9 @@ class BertForSequenceClassification(_BertWithHead):
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
                 attention_mask: Tensor | None = None, labels: Tensor | None = None) -> ClassifierOutput:
         """Inputs as :meth:`BertModel.forward`; ``labels (B,)`` in ``[0, C)``."""
+        hidden, pooled, _ = self.bert(input_ids, token_type_ids, attention_mask)  # (B, T, D), (B, D)
         if labels is not None:
             check_ids("labels", labels, self.num_labels, "num_labels", shape=input_ids.shape[:1])
-        hidden, pooled, _ = self.bert(input_ids, token_type_ids, attention_mask)  # (B, T, D), (B, D)
         if self.pooling == "mean":
             pooled = mean_pool(hidden, attention_mask)  # (B, D)
         logits = self.classifier(self.dropout(pooled))  # (B, C)
@@ -100,12 +102,12 @@ class BertForTokenClassification(_BertWithHead):
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
                 attention_mask: Tensor | None = None, labels: Tensor | None = None) -> ClassifierOutput:
         """Inputs as :meth:`BertModel.forward`; ``labels (B, T)`` in ``[0, C)`` or −100."""
+        hidden = self.bert(input_ids, token_type_ids, attention_mask).last_hidden_state  # (B, T, D)
         if labels is not None:
             check_ids("labels", labels, self.num_labels, "num_labels", shape=input_ids.shape,
                       ignore=IGNORE_INDEX)
             if not (labels != IGNORE_INDEX).any():
                 raise ValueError("labels are all -100: no position to compute a loss on")
-        hidden = self.bert(input_ids, token_type_ids, attention_mask).last_hidden_state  # (B, T, D)
         logits = self.classifier(self.dropout(hidden))  # (B, T, C)
         loss = None if labels is None else F.cross_entropy(logits.flatten(0, 1), labels.flatten(),
                                                          ignore_index=IGNORE_INDEX)  # (B·T, C), (B·T,)
@@ -115,6 +117,8 @@ class BertForTokenClassification(_BertWithHead):
 def classification_step(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
     """A ``step_fn`` for :func:`mlstep.train`: ``model(**batch)``, and the training accuracy on
     the labelled rows or tokens. Keys other than the model's inputs and ``labels`` are ignored."""
+    check_args(model=(model, callable))
+    check_keys("batch", batch, ("input_ids", "labels"))
     out = model(**{k: batch[k] for k in (*MODEL_INPUTS, "labels") if k in batch})
     labelled = batch["labels"] != IGNORE_INDEX
     accuracy = (out.logits.argmax(-1)[labelled] == batch["labels"][labelled]).float().mean()
@@ -123,6 +127,7 @@ def classification_step(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Ten
 
 def freeze(module: nn.Module) -> nn.Module:
     """No gradient for any parameter of ``module`` (AdamW then leaves them untouched); returns it."""
+    check_args(module=(module, nn.Module))
     for p in module.parameters():
         p.requires_grad_(False)
     return module
@@ -130,6 +135,7 @@ def freeze(module: nn.Module) -> nn.Module:
 
 def unfreeze(module: nn.Module) -> nn.Module:
     """Every parameter of ``module`` trainable again; returns it."""
+    check_args(module=(module, nn.Module))
     for p in module.parameters():
         p.requires_grad_(True)
     return module
@@ -167,8 +173,7 @@ class GradualUnfreezer:
     """
 
     def __init__(self, model: nn.Module, steps_per_stage: int):
-        if not isinstance(steps_per_stage, int) or steps_per_stage <= 0:
-            raise ValueError(f"steps_per_stage must be a positive integer, got {steps_per_stage!r}")
+        check_args(steps_per_stage=(steps_per_stage, "int > 0"))
         self.stages, self.steps_per_stage, self.step = unfreezing_stages(model), steps_per_stage, 0
         unfreeze(model)
 
@@ -190,8 +195,7 @@ def layerwise_lr_groups(model: nn.Module, base_lr: float, decay: float = 0.8,
     ``base_lr · decay^(L - l)``, the embeddings at ``base_lr · decay^L``, the final LayerNorm (and
     BERT's pooler) at ``base_lr``, the head at ``head_lr`` (default ``base_lr``). For
     ``train(..., param_groups=...)``; frozen parameters are left out."""
-    if not 0.0 < decay <= 1.0 or base_lr <= 0:
-        raise ValueError(f"need base_lr > 0 and decay in (0, 1], got {base_lr!r}, {decay!r}")
+    check_args(base_lr=(base_lr, "> 0"), decay=(decay, "in (0, 1]"), head_lr=(head_lr, "> 0", None))
     backbone = find_backbone(model)
     layers = backbone.stack.layers
     L = len(layers)

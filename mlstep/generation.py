@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from mlstep.gpt import GPT
-from mlstep.tools.checks import check_probability
+from mlstep.tools.checks import check_args, check_id_list, check_int, check_sampling, check_tensor
 from mlstep.tools.runtime import eval_mode
 
 __all__ = ["filter_logits", "sample_next", "generate", "pad_left"]
@@ -34,6 +34,7 @@ __all__ = ["filter_logits", "sample_next", "generate", "pad_left"]
 def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:
     """``logits (B, V)`` with −inf outside the sampling set: the ``top_k`` most likely tokens, then
     the smallest set of most likely tokens whose probability reaches ``top_p``."""
+    check_sampling(logits, 1.0, top_k, top_p, None)
     if top_k is not None:
         kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]  # (B, 1): the k-th largest
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -48,6 +49,7 @@ def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None 
 def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = None,
                 top_p: float | None = None, generator: torch.Generator | None = None) -> Tensor:
     """One token id per row of ``logits (B, V)``: ``(B,)``, the argmax when ``temperature == 0``."""
+    check_sampling(logits, temperature, top_k, top_p, generator)
     if temperature == 0:
         return logits.argmax(dim=-1)
     probs = filter_logits(logits / temperature, top_k, top_p).softmax(dim=-1)  # (B, V)
@@ -57,8 +59,9 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = No
 def pad_left(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:
     """Prompts of different lengths as one batch ``(input_ids, attention_mask)``, both ``(B, T)``,
     padded on the left with ``pad_id`` (mask 0) so that they all end in the last column."""
-    if not prompts or any(len(p) == 0 for p in prompts):
-        raise ValueError("pad_left needs at least one prompt and no empty prompt")
+    if isinstance(prompts, str) or not prompts or not all(prompts := [check_id_list("prompts", p) for p in prompts]):
+        raise ValueError(f"prompts must be a non-empty list of non-empty lists of token ids, got {prompts!r}")
+    check_int("pad_id", pad_id, 0)
     T = max(len(p) for p in prompts)
     ids = torch.tensor([[pad_id] * (T - len(p)) + list(p) for p in prompts], dtype=torch.long)
     mask = torch.tensor([[0] * (T - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long)
@@ -79,29 +82,25 @@ def generate(model: GPT, input_ids: Tensor, max_new_tokens: int, *, temperature:
     ``attention_mask (B, T)`` marks left padding (:func:`pad_left`). ``use_cache=False`` reruns the
     whole sequence at every step: the same tokens, slower.
     """
+    check_tensor("input_ids", input_ids, dims=(1, 2), what="(batch, seq_len) or one prompt (seq_len,)")
     single = input_ids.dim() == 1
     ids = input_ids[None] if single else input_ids  # (B, T)
     mask = attention_mask[None] if single and attention_mask is not None else attention_mask
-    _check_request(model, ids, max_new_tokens, temperature, top_k, top_p)
+    _check_request(model, ids, max_new_tokens, (temperature, top_k, top_p), eos_id, generator)
     with eval_mode(model):
         ids = _decode(model, ids, mask, max_new_tokens, (temperature, top_k, top_p), eos_id, use_cache, generator)
     return ids[0] if single else ids
 
 
-def _check_request(model: GPT, ids: Tensor, max_new_tokens: int, temperature: float,
-                   top_k: int | None, top_p: float | None) -> None:
+def _check_request(model: GPT, ids: Tensor, max_new_tokens: int, sampling: tuple, eos_id: int | None,
+                   generator: torch.Generator | None) -> None:
     """Refuse what :func:`generate` cannot do, naming the argument."""
-    if not isinstance(model, GPT):
-        raise TypeError(f"model must be a mlstep.GPT, got {type(model).__name__}")
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
-    if ids.dim() != 2 or ids.shape[1] + max_new_tokens > model.config.max_position:
-        raise ValueError(f"prompt length {ids.shape[-1]} + max_new_tokens {max_new_tokens} exceeds "
-                         f"max_position={model.config.max_position} (input_ids {tuple(ids.shape)})")
-    if temperature < 0 or (top_k is not None and top_k < 1):
-        raise ValueError(f"need temperature >= 0 and top_k >= 1, got {temperature!r}, {top_k!r}")
-    if top_p is not None:
-        check_probability("top_p", top_p, closed=True)
+    check_args(model=(model, GPT), max_new_tokens=(max_new_tokens, "int > 0"))
+    if ids.shape[1] + max_new_tokens > model.config.max_position:
+        raise ValueError(f"prompt length {ids.shape[1]} + max_new_tokens {max_new_tokens} exceeds max_position={model.config.max_position}")
+    check_sampling(None, *sampling, generator)
+    if eos_id is not None:
+        check_id_list("eos_id", [eos_id], model.config.vocab_size, "vocab_size")
 
 
 def _decode(model: GPT, ids: Tensor, mask: Tensor | None, max_new_tokens: int, sampling: tuple,

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from mlstep.attention import MultiHeadAttention
 from mlstep.finetune import freeze
+from mlstep.tools.checks import check_args
 from mlstep.transformer import find_backbone
 
 __all__ = ["LoRALinear", "apply_lora", "merge_lora"]
@@ -32,8 +33,7 @@ class LoRALinear(nn.Module):
 
     def __init__(self, base: nn.Linear, rank: int = 8, alpha: float = 16):
         super().__init__()
-        if not isinstance(rank, int) or rank <= 0 or alpha <= 0:
-            raise ValueError(f"rank must be a positive integer and alpha > 0, got {rank!r}, {alpha!r}")
+        check_args(base=(base, nn.Linear), rank=(rank, "int > 0"), alpha=(alpha, "> 0"))
         self.base, self.scaling = freeze(base), alpha / rank
         self.lora_A = nn.Parameter(torch.empty(rank, base.in_features).to(base.weight))
         self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank).to(base.weight))
@@ -52,6 +52,7 @@ def apply_lora(model: nn.Module, rank: int = 8, alpha: float = 16,
 
     ``targets``: among ``q_proj, k_proj, v_proj, out_proj``; the LoRA paper adapts queries and values.
     """
+    check_args(model=(model, nn.Module))
     if isinstance(targets, str) or not targets or not set(targets) <= {"q_proj", "k_proj", "v_proj", "out_proj"}:
         raise ValueError(f"targets must name some of q_proj, k_proj, v_proj, out_proj, got {targets!r}")
     try:
@@ -61,15 +62,14 @@ def apply_lora(model: nn.Module, rank: int = 8, alpha: float = 16,
         head = []
     attentions = [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
     if not attentions:
-        raise ValueError(f"{type(model).__name__} contains no mlstep.MultiHeadAttention to adapt")
-    freeze(model)
-    adapters = []
-    for attention in attentions:
-        for name in targets:
-            if isinstance(getattr(attention, name), LoRALinear):
-                raise ValueError(f"{name} already has a LoRA adapter: apply_lora was called twice")
-            adapters.append(LoRALinear(getattr(attention, name), rank, alpha))
-            setattr(attention, name, adapters[-1])
+        raise ValueError(f"model ({type(model).__name__}) contains no mlstep.MultiHeadAttention to adapt")
+    slots = [(attention, name) for attention in attentions for name in targets]
+    if twice := [name for attention, name in slots if isinstance(getattr(attention, name), LoRALinear)]:
+        raise ValueError(f"{twice[0]} already has a LoRA adapter: apply_lora was called twice")
+    adapters = [LoRALinear(getattr(attention, name), rank, alpha) for attention, name in slots]  # checks rank, alpha
+    freeze(model)  # the model, not yet the adapters
+    for (attention, name), adapter in zip(slots, adapters):
+        setattr(attention, name, adapter)
     for p in head:
         p.requires_grad_(True)
     return adapters
@@ -80,6 +80,7 @@ def merge_lora(model: nn.Module) -> int:
     """Fold every adapter into its weight and put the plain (frozen) ``nn.Linear`` back, in place:
     the model has its original structure again and computes what the adapted one did. Returns
     the number of adapters merged."""
+    check_args(model=(model, nn.Module))
     merged = 0
     for module in list(model.modules()):
         for name, child in list(module.named_children()):

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mlstep.tools.checks import check_ids
+from mlstep.tools.checks import check_generator, check_id_list, check_ids, check_number, check_shape
 from mlstep.tools.runtime import IGNORE_INDEX
 
 __all__ = ["mask_tokens", "nsp_pairs", "sop_pairs"]
@@ -46,17 +46,15 @@ def mask_tokens(input_ids: Tensor, *, vocab_size: int, mask_id: int, special_ids
     check_ids("input_ids", input_ids, vocab_size, "vocab_size")
     if input_ids.dim() != 2:
         raise ValueError(f"input_ids must be (batch, seq_len), got {tuple(input_ids.shape)}")
-    if not 0.0 < mlm_probability < 1.0:
-        raise ValueError(f"mlm_probability must be in (0, 1), got {mlm_probability}")
-    specials = sorted({int(i) for i in special_ids} | {int(mask_id)})
-    if not all(0 <= i < vocab_size for i in specials) or len(specials) >= vocab_size:
-        raise ValueError(f"special ids {specials} must lie in [0, vocab_size={vocab_size}) and leave "
-                         "at least one ordinary token")
+    check_number("mlm_probability", mlm_probability, 0, 1, low_open=True)
+    specials = sorted({*check_id_list("special_ids", special_ids, vocab_size, "vocab_size"),
+                       *check_id_list("mask_id", [mask_id], vocab_size, "vocab_size")})
+    if len(specials) >= vocab_size:
+        raise ValueError(f"special_ids and mask_id {specials} leave no ordinary token of vocab_size={vocab_size}")
     for name, x in (("word_ids", word_ids), ("attention_mask", attention_mask)):
-        if x is not None and x.shape != input_ids.shape:
-            raise ValueError(f"{name} must have shape {tuple(input_ids.shape)}, got {tuple(x.shape)}")
-    if generator is not None and generator.device.type != "cpu":
-        raise ValueError(f"generator must be a CPU torch.Generator, got one on {generator.device}")
+        if x is not None:
+            check_shape(name, x, input_ids.shape, "(input_ids')")
+    check_generator("generator", generator, cpu=True)
 
     ids = input_ids.cpu()  # (B, T)
     is_special = torch.zeros(vocab_size, dtype=torch.bool)
@@ -90,13 +88,13 @@ def _first_piece_of_word(word_ids: Tensor, maskable: Tensor) -> Tensor:
 
 def _consecutive(documents: Sequence[Sequence[S]]) -> tuple[list[list[S]], list[tuple[int, int]]]:
     """The documents as lists, and ``(document, sentence)`` of every sentence followed by another."""
-    if isinstance(documents, str) or any(isinstance(d, str) for d in documents):
+    if isinstance(documents, str) or not isinstance(documents, Iterable) or any(isinstance(d, str) for d in documents):
         raise TypeError("documents must be a list of documents, each a list of sentences: "
                         "wrap one document's sentences in a list, [[s1, s2, ...]]")
     documents = [list(doc) for doc in documents]
     anchors = [(i, j) for i, doc in enumerate(documents) for j in range(len(doc) - 1)]
     if not anchors:
-        raise ValueError("no document has 2 or more sentences, so there is no consecutive pair")
+        raise ValueError("documents: no document has 2 or more sentences, so there is no consecutive pair")
     return documents, anchors
 
 

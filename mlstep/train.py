@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from mlstep.tools.checkpoint import ResumableBatches, load_checkpoint, save_checkpoint
+from mlstep.tools.checks import check_args, check_values, is_iterable
 from mlstep.tools.runtime import (
     autocast,
     eval_mode,
@@ -61,23 +62,15 @@ class TrainConfig:
     progress: bool = True  # show a progress bar (on the main process)
 
     def __post_init__(self) -> None:
-        valid = {
-            "max_steps": isinstance(self.max_steps, int) and self.max_steps > 0,
-            "lr": self.lr > 0, "weight_decay": self.weight_decay >= 0,
-            "warmup_ratio": 0 <= self.warmup_ratio <= 1, "decay_ratio": 0 <= self.decay_ratio <= 1,
-            "grad_clip": self.grad_clip is None or self.grad_clip > 0,
-            "eval_every": self.eval_every is None or self.eval_every > 0,
-            "checkpoint_every": self.checkpoint_every is None or self.checkpoint_every > 0,
-            "log_every": self.log_every > 0, "precision": self.precision in ("auto", "bf16", "fp32"),
-        }
-        bad = [f"{k}={getattr(self, k)!r}" for k, ok in valid.items() if not ok]
-        if bad:
-            raise ValueError(f"TrainConfig got invalid values: {', '.join(bad)} (see the field comments)")
+        check_values(self, max_steps="int > 0", lr="> 0", weight_decay=">= 0", warmup_ratio="in [0, 1]",
+                     decay_ratio="in [0, 1]", grad_clip=["> 0", None], eval_every=["int > 0", None],
+                     checkpoint_every=["int > 0", None], log_every="int > 0", precision=("auto", "bf16", "fp32"))
 
 
 def lr_schedule(config: TrainConfig) -> Callable[[int], float]:
     """The lr multiplier after ``t`` optimizer steps: ``(t + 1) / W`` during the ``W`` warmup steps,
     then 1 until the decay starts, then linear down to 0 at ``max_steps``."""
+    check_args(config=(config, TrainConfig))
     total = config.max_steps
     warmup = round(config.warmup_ratio * total)
     decay_start = max(warmup, total - round(config.decay_ratio * total))
@@ -101,16 +94,17 @@ def make_optimizer(model: nn.Module, config: TrainConfig,
     split into a decayed part (at the group's own ``"weight_decay"``, else the config's) and an
     undecayed one: pulling a LayerNorm gain or a rare token's embedding towards 0 only hurts.
     """
+    check_args(model=(model, nn.Module), config=(config, TrainConfig), param_groups=(param_groups, list, tuple, None))
     no_decay = {id(p) for m in model.modules() for p in m.parameters(recurse=False)
                 if p.ndim < 2 or isinstance(m, (nn.LayerNorm, nn.Embedding))}  # a tied decoder too
     in_model, seen, groups = {id(p) for p in model.parameters()}, set(), []
     for i, group in enumerate([*(param_groups or []), None]):
         if group is None:  # everything the given groups left out
             group = {"params": [p for p in model.parameters() if id(p) not in seen]}
-        params = list(group["params"])
+        params = list(group["params"]) if isinstance(group, Mapping) and "params" in group else [None]
         if any(id(p) not in in_model or id(p) in seen for p in params):
             raise ValueError(f"param_groups[{i}] holds a parameter that is not in the model or is "
-                             "already in an earlier group")
+                             "already in an earlier group (each group: a dict with 'params')")
         seen.update(id(p) for p in params)
         options = {k: v for k, v in group.items() if k != "params"}
         for decayed, weight_decay in ((True, options.get("weight_decay", config.weight_decay)), (False, 0.0)):
@@ -147,6 +141,7 @@ class History:
 @torch.no_grad()
 def evaluate(model: nn.Module, eval_fn: Callable[[nn.Module], Mapping[str, float]]) -> dict[str, float]:
     """``eval_fn(model)`` in eval mode (no dropout) without gradients; the mode is restored after."""
+    check_args(model=(model, nn.Module), eval_fn=(eval_fn, callable))
     with eval_mode(model):
         return {k: float(v) for k, v in eval_fn(model).items()}
 
@@ -227,8 +222,8 @@ def train(model: nn.Module, data: Iterable, step_fn: Callable[[nn.Module, Any], 
     ``config.checkpoint_path`` if it exists, a path from that file, exactly as if never stopped.
     Ctrl-C stops the run between steps and returns the history so far.
     """
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    check_args(model=(model, nn.Module), data=(data, is_iterable), step_fn=(step_fn, callable), config=(config, TrainConfig),
+               eval_fn=(eval_fn, callable, None), resume=(resume, bool, str, os.PathLike))
     dist = setup_distributed(config.device)
     raw = unwrap_model(model).to(dist.device)
     model = raw if dist.world_size == 1 else nn.parallel.DistributedDataParallel(

@@ -152,3 +152,11 @@ def test_a_bert_head_cannot_be_put_on_a_gpt():
     with pytest.raises(TypeError, match="GPTForSequenceClassification.from_pretrained"):
         BertForSequenceClassification.from_pretrained(GPT(GPTConfig(50, **SIZE)), num_labels=2)
     assert isinstance(find_backbone(BertModel(BertConfig(50, **SIZE))).model, BertModel)
+
+
+def test_pruning_refuses_what_it_cannot_remove_exactly():
+    model = gpt_classifier(num_kv_heads=1)
+    with pytest.raises(ValueError, match="grouped-query attention"):
+        prune_heads(model, {0: [1]})
+    with pytest.raises(ValueError, match="SwiGLU"):
+        prune_neurons(gpt_classifier(ffn="swiglu"), {0: [0]})

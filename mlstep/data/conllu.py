@@ -19,6 +19,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from mlstep.tools.checks import check_type
+
 __all__ = ["UPOS_TAGS", "read_conllu", "parse_conllu", "load_conllu", "load_ud_english_ewt"]
 
 # The 17 universal part-of-speech tags of UD v2, alphabetical (the id order of the course's heads).
@@ -29,6 +31,7 @@ _SPLITS = {"train": "train", "validation": "dev", "test": "test"}  # split name 
 
 def read_conllu(file: str | os.PathLike) -> dict[str, list]:
     """The sentences of one CoNLL-U file as columns ``sent_id, doc_id, text, tokens, tags``."""
+    check_type("file", file, (str, os.PathLike), "a str or os.PathLike: a .conllu file")
     with open(file, encoding="utf-8") as f:
         return parse_conllu(f, source=str(file))
 
@@ -40,6 +43,9 @@ def parse_conllu(lines: Iterable[str], source: str = "<conllu>") -> dict[str, li
     ``# text`` comment, or the words joined by spaces when there is none. Raises ``ValueError``
     naming ``source`` and the line for a word line without ten columns or an unknown UPOS tag.
     """
+    if isinstance(lines, str) or not isinstance(lines, Iterable):
+        raise TypeError(f"lines must be an iterable of lines (an open file, text.splitlines()), got "
+                        f"{'a single str' if isinstance(lines, str) else type(lines).__name__}")
     columns: dict[str, list] = {"sent_id": [], "doc_id": [], "text": [], "tokens": [], "tags": []}
     comments: dict[str, str] = {}
     words: list[str] = []
@@ -94,6 +100,7 @@ def load_conllu(path: str | os.PathLike):
     """
     from datasets import Dataset, DatasetDict, Features, Sequence, Value
 
+    check_type("path", path, (str, os.PathLike), "a str or os.PathLike (a folder or a .conllu file)")
     p = Path(path).expanduser()
     if p.is_file():
         files = {"train": p}

@@ -26,6 +26,8 @@ import json
 import os
 from pathlib import Path
 
+from mlstep.tools.checks import check_type
+
 __all__ = [
     "load_sst2",
     "load_ag_news",
@@ -48,6 +50,7 @@ _NLI = ["entailment", "neutral", "contradiction"]
 
 def _find_splits(path: str | os.PathLike, names: dict[str, list[str]], what: str) -> dict[str, Path]:
     """Map split → file for a folder (first existing name per split) or a single file (train)."""
+    check_type("path", path, (str, os.PathLike), "a str or os.PathLike (a file or a folder), or None to download")
     p = Path(path).expanduser()
     if not p.exists():
         raise FileNotFoundError(f"{what}: no such file or folder: {p}")
@@ -176,6 +179,7 @@ def load_imdb(path: str | os.PathLike | None = None):
     """
     if path is None:
         return _hub("stanfordnlp/imdb")
+    check_type("path", path, (str, os.PathLike), "a str or os.PathLike (a folder), or None to download")
     root = Path(path).expanduser()
     if (root / "aclImdb").is_dir():
         root = root / "aclImdb"

@@ -17,7 +17,7 @@ against, never a runtime dependency.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -71,6 +71,8 @@ def _prepare(preds, labels, ignore_index: int | None) -> tuple[np.ndarray, np.nd
     if p.ndim == y.ndim + 1 and np.issubdtype(p.dtype, np.floating):
         if p.shape[-1] == 0:
             raise ValueError(f"preds look like logits {p.shape} but have no classes")
+        if not np.isfinite(p).all():
+            raise ValueError("preds look like logits (..., C) but hold NaN or inf: check the model that computed them")
         p = p.argmax(axis=-1)  # (...)
     if p.shape != y.shape:
         raise ValueError(
@@ -214,7 +216,7 @@ def confusion_matrix(
     if num_classes is None:
         if min(p.min(), y.min()) < 0:
             raise ValueError(
-                "class ids must be >= 0 for a confusion matrix, found "
+                "preds and labels must hold class ids >= 0 for a confusion matrix, found "
                 f"{min(p.min(), y.min())} (set ignore_index if it marks skipped positions)"
             )
         num_classes = int(max(p.max(), y.max())) + 1
@@ -224,14 +226,14 @@ def confusion_matrix(
 
 # --- entity-level F1 for BIO tags ---------------------------------------------------------------
 
-def _split_tag(tag: str, position: int) -> tuple[str, str]:
+def _split_tag(tag: str, position: int, name: str) -> tuple[str, str]:
     """``"B-PER"`` -> ``("B", "PER")``; ``"O"`` -> ``("O", "")``; a bare ``"B"`` has type ``""``."""
     if not isinstance(tag, str):
-        raise TypeError(f"BIO tags must be strings, got {tag!r} at position {position}")
+        raise TypeError(f"{name} must hold BIO tags as strings, got {tag!r} at position {position}")
     prefix, _, etype = tag.partition("-")
     if prefix not in ("B", "I", "O") or (prefix == "O" and etype):
         raise ValueError(
-            f"bad BIO tag {tag!r} at position {position}: expected 'O', 'B-TYPE' or 'I-TYPE'"
+            f"bad BIO tag {tag!r} in {name} at position {position}: expected 'O', 'B-TYPE' or 'I-TYPE'"
         )
     return prefix, etype
 
@@ -250,10 +252,17 @@ def bio_entities(tags: Sequence[str]) -> set[tuple[str, int, int]]:
         A set of ``(type, start, end)`` with ``end`` exclusive, so ``tokens[start:end]`` is the
         entity; e.g. ``{("PER", 0, 2), ("LOC", 3, 4)}``.
     """
+    if isinstance(tags, str) or not isinstance(tags, Iterable):
+        raise TypeError(f"tags must be a list of BIO tags, got {type(tags).__name__}; wrap one tag in a list")
+    return _entities(tags, "tags")
+
+
+def _entities(tags: Sequence[str], name: str) -> set[tuple[str, int, int]]:
+    """:func:`bio_entities` of ``tags``, the argument ``name`` (in messages)."""
     entities: set[tuple[str, int, int]] = set()
     current: tuple[str, int] | None = None  # (type, start) of the entity being read
     for i, tag in enumerate(tags):
-        prefix, etype = _split_tag(tag, i)
+        prefix, etype = _split_tag(tag, i, name)
         continues = prefix == "I" and current is not None and current[0] == etype
         if current is not None and not continues:
             entities.add((current[0], current[1], i))
@@ -327,22 +336,22 @@ def entity_f1(
     golds = _as_tag_seqs(gold_tag_seqs, "gold_tag_seqs", id2label)
     if len(preds) != len(golds):
         raise ValueError(
-            f"length mismatch: {len(preds)} predicted sentences vs {len(golds)} gold sentences"
+            f"length mismatch: pred_tag_seqs has {len(preds)} sentences but gold_tag_seqs {len(golds)}"
         )
     if not golds:
-        raise ValueError("empty input: no sentences to evaluate")
+        raise ValueError("empty input: pred_tag_seqs and gold_tag_seqs hold no sentence to evaluate")
 
     counts: dict[str, list[int]] = {}  # type -> [correct, n_pred, n_gold]
     for k, (pred, gold) in enumerate(zip(preds, golds, strict=True)):
         if len(pred) != len(gold):
             raise ValueError(
-                f"sentence {k}: {len(pred)} predicted tags vs {len(gold)} gold tags"
+                f"sentence {k}: pred_tag_seqs has {len(pred)} tags but gold_tag_seqs {len(gold)}"
             )
         if id2label is not None:
             keep = [i for i, g in enumerate(gold) if ignore_index is None or g != ignore_index]
             pred = [_id_to_tag(pred[i], id2label, k) for i in keep]
             gold = [_id_to_tag(gold[i], id2label, k) for i in keep]
-        p_ents, g_ents = bio_entities(pred), bio_entities(gold)
+        p_ents, g_ents = _entities(pred, f"pred_tag_seqs[{k}]"), _entities(gold, f"gold_tag_seqs[{k}]")
         for ents, slot in ((p_ents & g_ents, 0), (p_ents, 1), (g_ents, 2)):
             for etype, _, _ in ents:
                 counts.setdefault(etype, [0, 0, 0])[slot] += 1

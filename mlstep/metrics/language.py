@@ -24,6 +24,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from mlstep.tools.checks import check_strings, check_type
+
 __all__ = ["perplexity", "bleu", "bleu_tokenize"]
 
 # sacrebleu's "13a" rules (mteval-v13a.pl, WMT's): punctuation becomes its own token; periods and
@@ -52,10 +54,11 @@ def perplexity(mean_nll) -> float:
     if isinstance(mean_nll, torch.Tensor):
         if mean_nll.numel() != 1:
             raise ValueError(
-                f"perplexity takes the mean NLL (one number), got a tensor of shape "
+                f"mean_nll must be one number (the mean NLL), got a tensor of shape "
                 f"{tuple(mean_nll.shape)}; pass loss.mean()"
             )
         mean_nll = mean_nll.item()
+    check_type("mean_nll", mean_nll, (int, float, np.floating, np.integer), "a number (the mean NLL in nats)")
     x = float(mean_nll)
     if math.isnan(x):
         raise ValueError("mean_nll is NaN (the loss diverged or was averaged over nothing)")
@@ -68,6 +71,7 @@ def perplexity(mean_nll) -> float:
 
 def bleu_tokenize(text: str) -> list[str]:
     """The tokens BLEU counts: sacrebleu's default ``13a`` tokenisation of ``text``."""
+    check_type("text", text, str, "a str")
     text = text.rstrip().replace("<skipped>", "").replace("-\n", "").replace("\n", " ")
     for entity, char in _ENTITIES.items():
         text = text.replace(entity, char)
@@ -94,13 +98,18 @@ def bleu(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> floa
     Returns:
         BLEU in [0, 100]: 0 when no n-gram matches (or no hypothesis has four tokens).
     """
-    if isinstance(hypotheses, str) or isinstance(references, str):
-        raise TypeError("bleu takes a list of hypotheses and a list of reference lists, not a str")
+    for name, x in (("hypotheses", hypotheses), ("references", references)):
+        if isinstance(x, str) or not isinstance(x, Sequence):
+            what = "texts" if name == "hypotheses" else "reference lists, one per hypothesis"
+            raise TypeError(f"{name} must be a list of {what}, not a {type(x).__name__}")
+    hypotheses = check_strings("hypotheses", hypotheses)
     if len(hypotheses) != len(references) or not hypotheses:
         raise ValueError(f"need one list of references per hypothesis: got {len(hypotheses)} hypotheses "
-                         f"and {len(references)} reference lists")
-    if any(isinstance(refs, str) or not refs for refs in references):
-        raise ValueError("each hypothesis needs a non-empty *list* of reference texts, e.g. [['a cat .']]")
+                         f"and {len(references)} references (lists)")
+    for i, refs in enumerate(references):
+        if isinstance(refs, str) or not refs:
+            raise ValueError(f"references[{i}] must be a non-empty *list* of reference texts, e.g. [['a cat .']]")
+        check_strings(f"references[{i}]", refs)
     correct, total = [0] * MAX_ORDER, [0] * MAX_ORDER
     hyp_len = ref_len = 0
     for hyp, refs in zip(hypotheses, references, strict=True):

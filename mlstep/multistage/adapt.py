@@ -24,7 +24,9 @@ from torch.utils.data import DataLoader
 
 from mlstep.bert import BertForPreTraining
 from mlstep.tasks.masked_lm import MaskingCollator, PairDataset, make_pairs, pretraining_step
+from mlstep.tokenizers.base import Tokenizer
 from mlstep.tokenizers.wordpiece import WordPieceTokenizer
+from mlstep.tools.checks import check_int, check_strings, check_type
 from mlstep.train import TrainConfig, train
 
 __all__ = ["new_words", "extend_vocabulary", "continue_pretraining"]
@@ -34,6 +36,9 @@ def new_words(new_texts: Iterable[str], old_texts: Iterable[str], tokenizer: Wor
               min_count: int = 20) -> list[str]:
     """Words seen at least ``min_count`` times in ``new_texts``, never in ``old_texts``, that are
     not a token of their own (cut into pieces, or unknown): most frequent first (ties alphabetical)."""
+    check_type("tokenizer", tokenizer, Tokenizer, "a mlstep tokenizer (WordPieceTokenizer)")
+    new_texts, old_texts = check_strings("new_texts", new_texts), check_strings("old_texts", old_texts)
+    check_int("min_count", min_count)
     old = {w for text in old_texts for w in tokenizer.pretokenize(text)}
     counts = Counter(w for text in new_texts for w in tokenizer.pretokenize(text) if w not in old)
     words = [w for w, c in counts.items() if c >= min_count and tokenizer.token_to_id(w) is None]
@@ -49,7 +54,8 @@ def extend_vocabulary(model: BertForPreTraining, tokenizer: WordPieceTokenizer, 
     old pieces'; every old row is unchanged, so on text without the new words the model computes
     what it did. (A new word can also become the first piece of a longer word: "care" in "careful".)
     """
-    words = list(dict.fromkeys(w for w in words if tokenizer.token_to_id(w) is None))
+    _check_model_and_tokenizer(model, tokenizer)
+    words = list(dict.fromkeys(w for w in check_strings("words", words) if tokenizer.token_to_id(w) is None))
     bad = [w for w in words if not w or w != w.strip() or " " in w or w.startswith("##")]
     if bad:
         raise ValueError(f"new words must be single words without spaces or '##', got {bad[:5]}")
@@ -67,6 +73,14 @@ def extend_vocabulary(model: BertForPreTraining, tokenizer: WordPieceTokenizer, 
     return new_model.train(model.training), new_tokenizer
 
 
+def _check_model_and_tokenizer(model: object, tokenizer: object) -> None:
+    check_type("model", model, BertForPreTraining, "a mlstep.BertForPreTraining")
+    check_type("tokenizer", tokenizer, WordPieceTokenizer, "a mlstep.WordPieceTokenizer")
+    if model.config.vocab_size != tokenizer.vocab_size:
+        raise ValueError(f"model has vocab_size={model.config.vocab_size} but the tokenizer "
+                         f"{tokenizer.vocab_size} tokens: pass the tokenizer the model was trained with")
+
+
 def continue_pretraining(model: BertForPreTraining, tokenizer: WordPieceTokenizer,
                          documents: Sequence[Sequence[str]], steps: int, lr: float = 1e-3,
                          embedding_lr: float | None = None, batch_size: int = 64, seed: int = 0,
@@ -74,6 +88,9 @@ def continue_pretraining(model: BertForPreTraining, tokenizer: WordPieceTokenize
     """``steps`` more masked-LM steps of ``model`` (in place) on pairs of consecutive sentences of
     ``documents`` (lists of sentences); ``embedding_lr``: the word embeddings' own learning rate
     (new rows need bigger steps). Returns the model in eval mode."""
+    _check_model_and_tokenizer(model, tokenizer)
+    check_int("steps", steps)
+    check_int("batch_size", batch_size)
     pairs = PairDataset(make_pairs(documents, "mlm"), tokenizer)
     loader = DataLoader(pairs, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed),
                         collate_fn=MaskingCollator(tokenizer, sentence_labels=False))

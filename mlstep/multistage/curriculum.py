@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from mlstep.tasks.labeled import TensorDataset
+from mlstep.tools.checks import check_finite, check_type, is_int, is_iterable
 
 __all__ = ["Curriculum", "growing_pools"]
 
@@ -47,10 +48,12 @@ class Curriculum:
     """
 
     def __init__(self, stages: Sequence[tuple[Iterable, int]]):
-        if not stages or any(not isinstance(steps, int) or steps <= 0 for _, steps in stages):
-            raise ValueError(f"stages must be a non-empty list of (data, steps > 0), got steps "
-                             f"{[s for _, s in stages]}")
-        self.stages = list(stages)
+        if not is_iterable(stages) or not (stages := list(stages)):
+            raise ValueError(f"stages must be a non-empty list of (data, steps > 0), got {stages!r}")
+        for i, stage in enumerate(stages):
+            if not (isinstance(stage, (tuple, list)) and len(stage) == 2 and is_iterable(stage[0]) and is_int(stage[1])):
+                raise ValueError(f"stages must be a non-empty list of (data, steps > 0), got stages[{i}] = {stage!r}")
+        self.stages = [tuple(stage) for stage in stages]
 
     def __len__(self) -> int:
         return sum(steps for _, steps in self.stages)
@@ -71,7 +74,12 @@ def growing_pools(data: TensorDataset, difficulty: Sequence[float] | torch.Tenso
     ``difficulty``: one score per row, lower = easier (e.g. the length, or a weaker model's loss).
     Ties keep the data's order.
     """
-    difficulty = torch.as_tensor(difficulty, dtype=torch.float64)
+    check_type("data", data, TensorDataset, "a mlstep.tasks.labeled.TensorDataset")
+    try:
+        difficulty = torch.as_tensor(difficulty, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"difficulty must be numbers, one per row of data, got {difficulty!r}") from None
+    check_finite("difficulty", difficulty)
     if difficulty.shape != (len(data),):
         raise ValueError(f"need one difficulty per row ({len(data)}), got shape {tuple(difficulty.shape)}")
     if not fractions or any(not 0 < f <= 1 for f in fractions) or list(fractions) != sorted(fractions):

@@ -24,7 +24,15 @@ from torch import Tensor, nn
 from mlstep.bert import BertConfig, BertModel
 from mlstep.finetune import mean_pool
 from mlstep.tasks.labeled import TensorDataset, evaluate_classifier
-from mlstep.tools.checks import check_ids
+from mlstep.tools.checks import (
+    check_finite,
+    check_ids,
+    check_probability,
+    check_shape,
+    check_tensor,
+    check_type,
+    is_number,
+)
 from mlstep.transformer import find_backbone, init_weights
 
 __all__ = ["layerwise_loss", "LayerwiseOutput", "LayerwiseClassifier", "layer_accuracies"]
@@ -33,7 +41,12 @@ __all__ = ["layerwise_loss", "LayerwiseOutput", "LayerwiseClassifier", "layer_ac
 def layerwise_loss(layer_logits: Tensor, labels: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
     """``(Σ_l α_l · CE(ŷ_l, y), per-layer losses (N,))`` for ``layer_logits (N, B, C)``, ``labels
     (B,)`` and ``weights (N,)``."""
+    check_tensor("layer_logits", layer_logits, dims=3, floating=True, what="(heads, batch, classes)")
+    check_finite("layer_logits", layer_logits)
     N, B, C = layer_logits.shape
+    check_ids("labels", labels, C, "classes", shape=(B,))
+    check_shape("weights", weights, (N,), "(one per head)")
+    check_finite("weights", weights)
     losses = F.cross_entropy(layer_logits.reshape(N * B, C), labels.repeat(N), reduction="none")  # (N·B,)
     losses = losses.view(N, B).mean(dim=1)  # (N,): each head's mean over the batch
     return (weights.to(losses.dtype) * losses).sum(), losses
@@ -59,13 +72,15 @@ class LayerwiseClassifier(nn.Module):
                  layers: Sequence[int] | None = None, weights: Sequence[float] | None = None,
                  dropout: float = 0.1):
         super().__init__()
+        check_type("config_or_bert", config_or_bert, (BertConfig, BertModel), "a mlstep.BertConfig or BertModel")
+        check_probability("dropout", dropout)
         self.bert = config_or_bert if isinstance(config_or_bert, BertModel) else BertModel(config_or_bert)
         L, D = self.bert.config.num_layers, self.bert.config.hidden_size
         self.layers = list(range(L + 1)) if layers is None else list(layers)
         weights = [1.0] * len(self.layers) if weights is None else list(weights)
         if not self.layers or sorted(set(self.layers)) != self.layers or not 0 <= self.layers[0] <= self.layers[-1] <= L:
             raise ValueError(f"layers must be increasing indices in [0, {L}], got {self.layers}")
-        if len(weights) != len(self.layers) or min(weights) < 0 or sum(weights) <= 0:
+        if len(weights) != len(self.layers) or not all(is_number(w, 0) for w in weights) or sum(weights) <= 0:
             raise ValueError(f"weights must be {len(self.layers)} non-negative numbers, not all 0, got {weights}")
         if not isinstance(num_labels, int) or num_labels < 2:
             raise ValueError(f"num_labels must be an integer >= 2, got {num_labels!r}")
@@ -84,6 +99,7 @@ class LayerwiseClassifier(nn.Module):
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
                 attention_mask: Tensor | None = None, labels: Tensor | None = None) -> LayerwiseOutput:
         """Inputs as :meth:`mlstep.BertModel.forward`; ``labels (B,)`` in ``[0, C)``."""
+        check_tensor("input_ids", input_ids, what="(batch, seq_len)")
         if labels is not None:
             check_ids("labels", labels, self.num_labels, "num_labels", shape=input_ids.shape[:1])
         states = self.bert(input_ids, token_type_ids, attention_mask).hidden_states  # L + 1 × (B, T, D)
@@ -98,6 +114,8 @@ class LayerwiseClassifier(nn.Module):
 
 def layer_accuracies(model: LayerwiseClassifier, data: TensorDataset) -> dict[int, float]:
     """Accuracy of each head on ``data``: ``{layer: accuracy}``."""
+    check_type("model", model, LayerwiseClassifier, "a LayerwiseClassifier")
+    check_type("data", data, TensorDataset, "a mlstep.tasks.labeled.TensorDataset")
     accuracies, predict_with = {}, model.predict_with
     try:
         for layer in model.layers:

@@ -29,6 +29,7 @@ from mlstep.finetune import (
     classification_step,
 )
 from mlstep.tasks.labeled import TensorDataset
+from mlstep.tools.checks import check_int, check_number, check_type, is_int, is_number
 from mlstep.transformer import find_backbone
 
 __all__ = ["MultiTaskModel", "MultiTaskBatches", "task_probabilities", "multitask_step_fn"]
@@ -48,11 +49,13 @@ class MultiTaskModel(nn.Module):
         """``heads``: ``{task: (kind, num_labels)}`` with kind ``"sequence"`` or ``"token"``;
         ``head_kwargs`` (``dropout``, ``pooling``) go to the sequence heads."""
         super().__init__()
+        check_type("bert", bert, BertModel, "a mlstep.BertModel (the encoder every task shares)")
+        check_type("heads", heads, Mapping, "a dict {task: (kind, num_labels)}")
         if not heads:
-            raise ValueError("a multi-task model needs at least one task")
-        bad = {name: kind for name, (kind, _) in heads.items() if kind not in HEADS}
+            raise ValueError("heads must name at least one task: {task: (kind, num_labels)}")
+        bad = {name: v for name, v in heads.items() if not (isinstance(v, (tuple, list)) and len(v) == 2 and v[0] in HEADS)}
         if bad:
-            raise ValueError(f"head kinds must be 'sequence' or 'token', got {bad}")
+            raise ValueError(f"heads must map each task to (kind, num_labels), kind 'sequence' or 'token', got {bad}")
         self.bert = bert
         token_kwargs = {k: v for k, v in head_kwargs.items() if k == "dropout"}
         self.tasks = nn.ModuleDict({
@@ -73,8 +76,10 @@ class MultiTaskModel(nn.Module):
 
 def task_probabilities(sizes: Mapping[str, int], temperature: float = 1.0) -> dict[str, float]:
     """``p_i ∝ n_i^(1/τ)``: τ = 1 proportional to the sizes, ``math.inf`` uniform."""
-    if not sizes or min(sizes.values()) <= 0 or not temperature > 0:
-        raise ValueError(f"need positive sizes and temperature > 0, got {dict(sizes)}, {temperature}")
+    check_type("sizes", sizes, Mapping, "a dict {task: number of rows}")
+    if not sizes or not all(is_int(n) for n in sizes.values()):
+        raise ValueError(f"sizes must map at least one task to its positive number of rows, got {dict(sizes)}")
+    check_number("temperature", temperature, 0, math.inf, low_open=True, high_open=False)
     scores = {name: n ** (1.0 / temperature) for name, n in sizes.items()}  # n^0 = 1 at τ = inf
     total = sum(scores.values())
     return {name: s / total for name, s in scores.items()}
@@ -91,6 +96,13 @@ class MultiTaskBatches:
 
     def __init__(self, datasets: Mapping[str, TensorDataset], batch_size: int = 32,
                  temperature: float = 1.0, seed: int = 0, batches_per_pass: int | None = None):
+        check_type("datasets", datasets, Mapping, "a dict {task: TensorDataset}")
+        bad = [name for name, d in datasets.items() if not isinstance(d, TensorDataset)]
+        if not datasets or bad:
+            raise ValueError(f"datasets must map at least one task to a TensorDataset, got {dict(datasets)}")
+        check_int("batch_size", batch_size)
+        if batches_per_pass is not None:
+            check_int("batches_per_pass", batches_per_pass)
         self.datasets, self.batch_size = dict(datasets), batch_size
         self.probabilities = task_probabilities({k: len(d) for k, d in self.datasets.items()}, temperature)
         self.batches_per_pass = batches_per_pass or sum(math.ceil(len(d) / batch_size) for d in self.datasets.values())
@@ -116,7 +128,10 @@ def multitask_step_fn(weights: Mapping[str, float] | None = None
                       ) -> Callable[[MultiTaskModel, Mapping[str, Any]], tuple[Tensor, dict[str, float]]]:
     """A ``step_fn`` for :func:`mlstep.train`: :func:`mlstep.finetune.classification_step` on the
     batch's task, its loss times ``weights[task]`` (1 for a task not given)."""
+    check_type("weights", weights, (Mapping, type(None)), "a dict {task: weight} or None")
     weights = dict(weights or {})
+    if not all(is_number(w, 0) for w in weights.values()):
+        raise ValueError(f"weights must be finite numbers >= 0, got {weights}")
 
     def step_fn(model: MultiTaskModel, batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, float]]:
         task = batch["task"]

@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from mlstep.tools.checks import check_int, check_type
+
 __all__ = ["run_stages", "size_on_disk", "latencies"]
 
 
@@ -29,20 +31,24 @@ def run_stages(model: nn.Module, stages: Sequence[tuple[str, Callable[[nn.Module
                progress: bool = True) -> dict[str, nn.Module]:
     """Run ``stages`` ``[(name, fn), ...]`` in order, each on the previous one's result; returns
     ``{name: a copy of that stage's model}`` (the input model is left untouched)."""
+    check_type("model", model, nn.Module, "an nn.Module")
+    if isinstance(stages, str) or not all(isinstance(s, (tuple, list)) and len(s) == 2 and callable(s[1]) for s in stages):
+        raise TypeError(f"stages must be a list of (name, function model -> model) pairs, got {stages!r}")
     names = [name for name, _ in stages]
     if len(set(names)) != len(names):
-        raise ValueError(f"stage names must be unique, got {names}")
+        raise ValueError(f"stages must have unique names, got {names}")
     results = {}
     for name, stage in tqdm(stages, desc="stages", disable=not progress):
         model = stage(copy.deepcopy(model))
         if not isinstance(model, nn.Module):
-            raise TypeError(f"stage {name!r} returned {type(model).__name__}, not an nn.Module")
+            raise TypeError(f"stages: {name!r} returned {type(model).__name__}, not an nn.Module")
         results[name] = copy.deepcopy(model).eval()
     return results
 
 
 def size_on_disk(model: nn.Module) -> int:
     """Bytes of ``torch.save(model.state_dict())`` (float32 weights, plus a little framing)."""
+    check_type("model", model, nn.Module, "an nn.Module")
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return buffer.getbuffer().nbytes
@@ -56,6 +62,13 @@ def latencies(models: Mapping[str, nn.Module], inputs: Mapping[str, Any] | Calla
     ``inputs``: the keyword arguments of every forward, or a function ``name -> inputs``. Report
     ratios between models: absolute times depend on the machine and on what else runs on it.
     """
+    check_type("models", models, Mapping, "a dict {name: nn.Module}")
+    for name, model in models.items():
+        check_type(f"models[{name!r}]", model, nn.Module, "an nn.Module")
+    if not (isinstance(inputs, Mapping) or callable(inputs)):
+        raise TypeError(f"inputs must be a dict of keyword arguments or a function name -> dict, got {type(inputs).__name__}")
+    check_int("repeats", repeats)
+    check_int("warmup", warmup, 0)
     times: dict[str, list[float]] = {name: [] for name in models}
     for model in models.values():
         model.eval()

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from mlstep.attention import MultiHeadAttention
+from mlstep.tools.checks import check_callable, check_ids, check_shape, check_type, is_number
 from mlstep.tools.runtime import eval_mode, to_device, unwrap_model
 from mlstep.transformer import find_backbone
 
@@ -47,8 +48,11 @@ def magnitude_masks(weights: Mapping[str, Tensor], amount: float, scope: str = "
     ``round(amount · n)`` weights go, as ``torch.nn.utils.prune.l1_unstructured`` /
     ``global_unstructured`` count them, and the same ones (``torch.topk`` picks them).
     """
-    if not 0.0 <= amount <= 1.0 or scope not in ("global", "layer"):
+    if not is_number(amount, 0, 1, high_open=False) or scope not in ("global", "layer"):
         raise ValueError(f"need amount in [0, 1] and scope 'global' or 'layer', got {amount!r}, {scope!r}")
+    check_type("weights", weights, Mapping, "a dict {name: weight tensor}")
+    if not weights or not all(isinstance(w, Tensor) for w in weights.values()):
+        raise ValueError(f"weights must map at least one name to a tensor, e.g. prunable_weights(model), got {weights!r}")
     groups = [dict(weights)] if scope == "global" else [{k: w} for k, w in weights.items()]
     masks = {}
     for group in groups:
@@ -66,10 +70,13 @@ def apply_masks(model: nn.Module, masks: Mapping[str, Tensor]) -> list[Removable
     them zero in later training: a hook multiplies their gradient by the mask, so AdamW, whose
     moments then stay 0, never moves them. Returns the hooks' handles (``h.remove()`` frees them)."""
     weights = prunable_weights(model)
+    check_type("masks", masks, Mapping, "a dict {name: mask tensor}, e.g. from magnitude_masks")
     unknown = sorted(set(masks) - set(weights))
     if unknown:
         raise KeyError(f"no prunable weight named {unknown[:3]}; see prunable_weights(model)")
     handles = []
+    for name, mask in masks.items():
+        check_shape(f"masks[{name!r}]", mask, weights[name].shape, "(its weight's)")
     for name, mask in masks.items():
         w = weights[name]
         mask = mask.to(device=w.device, dtype=w.dtype)
@@ -89,6 +96,7 @@ def sparsity(model: nn.Module) -> float:
 @torch.no_grad()
 def keep_rows(linear: nn.Linear, index: Tensor) -> nn.Linear:
     """A new Linear with only the output features ``index`` (weight rows, bias entries)."""
+    _check_index(linear, index, "out_features")
     new = nn.Linear(linear.in_features, len(index), bias=linear.bias is not None).to(linear.weight)
     new.weight.copy_(linear.weight[index])
     if linear.bias is not None:
@@ -99,11 +107,30 @@ def keep_rows(linear: nn.Linear, index: Tensor) -> nn.Linear:
 @torch.no_grad()
 def keep_columns(linear: nn.Linear, index: Tensor) -> nn.Linear:
     """A new Linear that reads only the input features ``index`` (weight columns; same bias)."""
+    _check_index(linear, index, "in_features")
     new = nn.Linear(len(index), linear.out_features, bias=linear.bias is not None).to(linear.weight)
     new.weight.copy_(linear.weight[:, index])
     if linear.bias is not None:
         new.bias.copy_(linear.bias)
     return new
+
+
+def _check_index(linear: object, index: object, features: str) -> None:
+    check_type("linear", linear, nn.Linear, "an nn.Linear")
+    check_ids("index", index, getattr(linear, features), features)
+    if index.dim() != 1 or len(index) == 0:
+        raise ValueError(f"index must be a non-empty 1-D tensor of feature ids, got shape {tuple(index.shape)}")
+
+
+def _layers(model: nn.Module, units: object, what: str) -> nn.ModuleList:
+    """The blocks of ``model``'s stack, once ``units`` (the argument ``what``) is checked to be
+    ``{layer: [unit, ...]}`` with every layer in range."""
+    layers = find_backbone(unwrap_model(model)).stack.layers
+    check_type(what, units, Mapping, f"a dict {{layer: [{what[:-1]}, ...]}}")
+    for layer, removed in units.items():
+        if not (isinstance(layer, int) and 0 <= layer < len(layers)) or isinstance(removed, (str, int)):
+            raise ValueError(f"{what} must map layers 0..{len(layers) - 1} to lists of {what}, got {layer!r}: {removed!r}")
+    return layers
 
 
 def _kept(total: int, removed: Iterable[int], what: str, layer: int) -> list[int]:
@@ -123,9 +150,12 @@ def prune_heads(model: nn.Module, heads: Mapping[int, Sequence[int]]) -> nn.Modu
     them gives a layer with ``H'`` heads that computes what the old one did with those heads'
     outputs set to zero. The model's config still describes the unpruned shapes.
     """
-    layers = find_backbone(unwrap_model(model)).stack.layers
+    layers = _layers(model, heads, "heads")
     for layer, removed in heads.items():
         attn: MultiHeadAttention = layers[layer].attn
+        if attn.k_proj.out_features != attn.q_proj.out_features:
+            raise ValueError(f"heads: layer {layer} has grouped-query attention (fewer key/value heads than query "
+                             "heads); prune_heads removes whole heads of full attention only")
         K = attn.q_proj.out_features // attn.num_heads
         kept = _kept(attn.num_heads, removed, "heads", layer)
         index = torch.tensor([h * K + k for h in kept for k in range(K)], device=attn.q_proj.weight.device)
@@ -137,9 +167,12 @@ def prune_heads(model: nn.Module, heads: Mapping[int, Sequence[int]]) -> nn.Modu
 def prune_neurons(model: nn.Module, neurons: Mapping[int, Sequence[int]]) -> nn.Module:
     """Remove feed-forward neurons, in place: ``{layer: [neuron, ...]}``; neuron ``j`` is row ``j``
     of ``fc1`` and column ``j`` of ``fc2``. Returns ``model``."""
-    layers = find_backbone(unwrap_model(model)).stack.layers
+    layers = _layers(model, neurons, "neurons")
     for layer, removed in neurons.items():
         ffn = layers[layer].ffn
+        if getattr(ffn, "up", None) is not None:
+            raise ValueError(f"neurons: layer {layer} has a SwiGLU feed-forward layer; prune_neurons handles "
+                             "fc1 -> GELU -> fc2 only")
         kept = torch.tensor(_kept(ffn.fc1.out_features, removed, "neurons", layer), device=ffn.fc1.weight.device)
         ffn.fc1, ffn.fc2 = keep_rows(ffn.fc1, kept), keep_columns(ffn.fc2, kept)
     return model
@@ -155,11 +188,14 @@ def structured_importance(model: nn.Module, batches: Iterable[Any],
     if its output were zeroed. The model's gradients are cleared afterwards.
     """
     layers = find_backbone(unwrap_model(model)).stack.layers
+    check_callable("loss_fn", loss_fn, "a function (model, batch) -> loss")
+    seen = 0
     device = next(model.parameters()).device
     heads = [torch.zeros(layer.attn.num_heads, device=device) for layer in layers]
     neurons = [torch.zeros(layer.ffn.fc1.out_features, device=device) for layer in layers]
     with eval_mode(model):  # no dropout: the estimate is for the model as it predicts
         for batch in batches:
+            seen += 1
             model.zero_grad(set_to_none=True)
             out = loss_fn(model, to_device(batch, device))
             (out[0] if isinstance(out, tuple) else out).backward()
@@ -170,12 +206,16 @@ def structured_importance(model: nn.Module, batches: Iterable[Any],
                     w = layer.ffn.fc2.weight  # (D, F): column j reads neuron j
                     neurons[i] += (w * w.grad).sum(0).abs()  # (F,)
         model.zero_grad(set_to_none=True)
+    if not seen:
+        raise ValueError("batches yielded no batch: the importance needs at least one")
     return [h.cpu() for h in heads], [n.cpu() for n in neurons]
 
 
 def lowest(scores: Sequence[Tensor], fraction: float) -> dict[int, list[int]]:
     """The ``round(fraction · n)`` lowest-scoring units of each layer: ``{layer: [index, ...]}``,
     the input :func:`prune_heads` and :func:`prune_neurons` take."""
-    if not 0.0 <= fraction < 1.0:
+    if not is_number(fraction, 0, 1):
         raise ValueError(f"fraction must be in [0, 1): keep at least one unit per layer, got {fraction!r}")
+    if isinstance(scores, Tensor) or not isinstance(scores, Iterable) or not all(isinstance(s, Tensor) and s.dim() == 1 for s in scores):
+        raise TypeError(f"scores must be a list of 1-D tensors, one per layer (structured_importance's), got {scores!r}")
     return {i: sorted(torch.argsort(s)[: round(fraction * len(s))].tolist()) for i, s in enumerate(scores)}

@@ -59,7 +59,7 @@ def make_pairs(documents: Sequence[Sequence[str]], objective: str = "mlm+nsp", s
         return sop_pairs(documents, seed=seed)
     pairs = [(a, b, 0) for doc in documents for a, b in zip(doc, doc[1:])]
     if not pairs:
-        raise ValueError("no document has two sentences: nothing to pair")
+        raise ValueError("documents: no document has two sentences, so there is nothing to pair")
     return pairs
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mlstep.tools.checks import check_index, check_strings, check_type
 from mlstep.tools.runtime import atomic_write
 
 __all__ = ["Encoding", "Tokenizer"]
@@ -59,10 +60,10 @@ class Tokenizer:
     OPTIONS: tuple[str, ...] = ()  # attributes that save() stores and load() passes to __init__
 
     def __init__(self, vocab: Sequence[str]):
-        vocab = list(vocab)
+        vocab = check_strings("vocab", vocab)
         if len(set(vocab)) != len(vocab):
             dupes = sorted(t for t, c in Counter(vocab).items() if c > 1)[:5]
-            raise ValueError(f"vocabulary has duplicate tokens, e.g. {dupes}")
+            raise ValueError(f"vocab has duplicate tokens, e.g. {dupes}: each token needs an id of its own")
         self._itos: list[str] = vocab
         self._stoi: dict[str, int] = {t: i for i, t in enumerate(vocab)}
         self.cls_id: int | None = None
@@ -94,15 +95,15 @@ class Tokenizer:
         """The words of the ``index``-th word of a pre-tokenised text (it may split further, "U.S.")."""
         return self.pretokenize(word)
 
-    def _segment(self, text: str | Sequence[str], is_pretokenized: bool) -> _Segment:
-        """``(ids, word_ids)`` of one text: its pieces and the word each comes from."""
+    def _segment(self, text: str | Sequence[str], is_pretokenized: bool, name: str = "text") -> _Segment:
+        """``(ids, word_ids)`` of one text (the argument ``name``): its pieces and the word each comes from."""
         if is_pretokenized:
             if isinstance(text, str) or not all(isinstance(w, str) for w in text):
-                raise TypeError("with is_pretokenized=True, pass a list of words (str)")
+                raise TypeError(f"{name} must be a list of words (str) with is_pretokenized=True")
             groups = [self._given_word(w, i) for i, w in enumerate(text)]
         else:
             if not isinstance(text, str):
-                raise TypeError(f"encode expects a str, got {type(text).__name__}; for a list of words "
+                raise TypeError(f"{name} must be a str, got {type(text).__name__}; for a list of words "
                                 "pass is_pretokenized=True")
             groups = [[w] for w in self.pretokenize(text)]
         ids: list[int] = []
@@ -132,13 +133,15 @@ class Tokenizer:
 
     def token_to_id(self, token: str) -> int | None:
         """The id of ``token``, or None when it is not in the vocabulary."""
+        check_type("token", token, str, "a str")
         return self._stoi.get(token)
 
     def id_to_token(self, i: int) -> str:
         """The token with id ``i``; IndexError names the valid range."""
-        if not 0 <= int(i) < len(self._itos):
+        i = check_index("token id", i)
+        if not 0 <= i < len(self._itos):
             raise IndexError(f"token id {i} out of range [0, {len(self._itos)})")
-        return self._itos[int(i)]
+        return self._itos[i]
 
     def encode(
         self,
@@ -172,7 +175,7 @@ class Tokenizer:
         """
         is_pair = pair is not None
         a = self._segment(text, is_pretokenized)
-        b = self._segment(pair, is_pretokenized) if is_pair else ([], [])
+        b = self._segment(pair, is_pretokenized, "pair") if is_pair else ([], [])
         add_special_tokens = add_special_tokens and self.cls_id is not None
         n_special = (3 if is_pair else 2) if add_special_tokens else 0
         pad_to_max = _pads_to_max_length(padding, max_length, n_special, is_pair)
@@ -264,7 +267,7 @@ class Tokenizer:
             A dict with ``input_ids``, ``token_type_ids``, ``attention_mask`` (``(B, T)``) and
             ``word_ids`` / ``sequence_ids`` (lists of lists, None at specials and padding).
         """
-        texts, pairs = _batch_inputs(texts, pairs, max_length, padding, return_tensors)
+        texts, pairs = _batch_inputs(texts, pairs, max_length, padding, return_tensors, is_pretokenized)
         encs = [
             self.encode(t, pairs[i] if pairs is not None else None, max_length=max_length,
                         truncation=truncation, add_special_tokens=add_special_tokens,
@@ -308,11 +311,12 @@ class Tokenizer:
             if ids.ndim != 1:
                 raise ValueError(f"decode expects a 1-D sequence of ids, got shape {tuple(ids.shape)}")
             ids = ids.tolist()
-        bad = [i for i in ids if not 0 <= int(i) < len(self._itos)]
+        ids = [check_index("ids", i) for i in ids]  # ints, numpy ints, one-element tensors
+        bad = [i for i in ids if not 0 <= i < len(self._itos)]
         if bad:
-            raise ValueError(f"token id {bad[0]} out of range [0, {len(self._itos)})")
+            raise ValueError(f"ids must be token ids in [0, vocab_size={len(self._itos)}): token id {bad[0]} out of range")
         specials = set(self.special_ids) if skip_special_tokens else set()
-        return self._join([self._itos[int(i)] for i in ids if int(i) not in specials])
+        return self._join([self._itos[i] for i in ids if i not in specials])
 
     # -- persistence ----------------------------------------------------------------------------
 
@@ -325,6 +329,7 @@ class Tokenizer:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Tokenizer:
         """Read a tokenizer written by :meth:`save`."""
+        check_type("path", path, (str, os.PathLike), "a str or os.PathLike: the tokenizer's JSON file")
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no tokenizer file at {str(path)!r}")
@@ -362,16 +367,16 @@ def _pads_to_max_length(padding: bool | str | None, max_length: int | None, n_sp
 
 
 def _batch_inputs(texts, pairs, max_length: int | None, padding: bool | str | None,
-                  return_tensors: str | None) -> tuple[list, list | None]:
+                  return_tensors: str | None, is_pretokenized: bool) -> tuple[list, list | None]:
     """``texts`` and ``pairs`` as lists, once they and the options of :meth:`Tokenizer.encode_batch`
     are checked."""
     if isinstance(texts, str):
         raise TypeError("encode_batch expects a list of texts, got a single str; use encode")
-    texts = list(texts)
+    texts = list(texts) if is_pretokenized else check_strings("texts", texts)
     if not texts:
         raise ValueError("encode_batch got an empty list of texts")
     if pairs is not None:
-        pairs = list(pairs)
+        pairs = list(pairs) if is_pretokenized else check_strings("pairs", pairs)
         if len(pairs) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(pairs)} pairs")
     if return_tensors not in ("pt", None):

@@ -29,6 +29,7 @@ import regex
 
 from mlstep.tokenizers.base import Tokenizer
 from mlstep.tokenizers.merges import learn_merges
+from mlstep.tools.checks import check_int, check_strings
 
 __all__ = ["ByteLevelBPETokenizer", "bytes_to_unicode", "GPT2_PATTERN"]
 
@@ -64,12 +65,16 @@ class ByteLevelBPETokenizer(Tokenizer):
     def __init__(self, vocab: Sequence[str], merges: Iterable[Sequence[str]],
                  special_tokens: Sequence[str] = ("<|endoftext|>",)):
         super().__init__(vocab)
-        self.merges = [(a, b) for a, b in merges]
-        self.special_tokens = list(special_tokens)
+        self.merges = [tuple(m) if isinstance(m, (tuple, list)) else m for m in merges]
+        bad = [m for m in self.merges if not (isinstance(m, tuple) and len(m) == 2 and all(isinstance(s, str) for s in m))]
+        if bad:
+            raise TypeError(f"merges must be pairs of pieces (a, b), both str, got {bad[:3]}")
+        self.special_tokens = check_strings("special_tokens", special_tokens)
+        if not self.special_tokens:
+            raise ValueError("special_tokens must hold at least one token: the first ends a text and pads batches")
         missing = [t for t in [*self.special_tokens, *BYTE_TO_CHAR.values()] if t not in self._stoi]
-        if not self.special_tokens or missing:
-            raise ValueError(f"the vocabulary needs at least one special token and every byte symbol; "
-                             f"missing {missing[:5]}")
+        if missing:
+            raise ValueError(f"vocab must hold the special_tokens and every byte symbol; missing {missing[:5]}")
         unknown = [a + b for a, b in self.merges if a + b not in self._stoi]
         if unknown:
             raise ValueError(f"merges make pieces that are not in the vocabulary, e.g. {unknown[:3]}")
@@ -91,10 +96,12 @@ class ByteLevelBPETokenizer(Tokenizer):
         base = len(special_tokens) + 256
         if not isinstance(vocab_size, int) or vocab_size < base:
             raise ValueError(f"vocab_size must be an int >= {base} (special tokens + 256 bytes), got {vocab_size!r}")
+        check_int("min_frequency", min_frequency)
         probe = cls([*special_tokens, *BYTE_TO_CHAR.values()], [], special_tokens)  # only its pre-tokeniser is used
-        counts = Counter(w for text in texts for w in probe.pretokenize(text) if w not in special_tokens)
+        counts = Counter(w for text in check_strings("texts", texts) for w in probe.pretokenize(text)
+                         if w not in special_tokens)
         if not counts:
-            raise ValueError("no words to train on (empty corpus?)")
+            raise ValueError("texts hold no words to train on (empty corpus?)")
         words = {tuple(BYTE_TO_CHAR[b] for b in w.encode("utf-8")): n for w, n in counts.items()}
         seen = {c for w in words for c in w}
         symbols, merges = learn_merges(words, vocab_size - base + len(seen), min_frequency=min_frequency)

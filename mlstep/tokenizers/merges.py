@@ -14,10 +14,12 @@ words take a few seconds.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from itertools import pairwise
 
 import numpy as np
+
+from mlstep.tools.checks import check_callable, check_int, is_int
 
 __all__ = ["learn_merges"]
 
@@ -42,10 +44,14 @@ def learn_merges(words: dict[tuple[str, ...], int], max_symbols: int, *, min_fre
     """
     if scoring not in ("likelihood", "frequency"):
         raise ValueError(f"scoring must be 'likelihood' or 'frequency', got {scoring!r}")
+    _check_words(words)
+    check_int("max_symbols", max_symbols)
+    check_int("min_frequency", min_frequency)
+    check_callable("join", join, "a function (a, b) -> merged symbol")
     symbols = sorted({c for word in words for c in word})
     if len(symbols) > max_symbols:
-        raise ValueError(f"the vocabulary leaves room for {max_symbols} symbols but the training text "
-                         f"has an alphabet of {len(symbols)}; raise vocab_size")
+        raise ValueError(f"max_symbols={max_symbols} leaves no room for the training text's alphabet of "
+                         f"{len(symbols)} symbols; raise vocab_size")
     sym_id = {s: i for i, s in enumerate(symbols)}
     counts = _PairCounts([[sym_id[c] for c in word] for word in words], list(words.values()), len(symbols))
     merges: list[tuple[str, str]] = []
@@ -61,6 +67,16 @@ def learn_merges(words: dict[tuple[str, ...], int], max_symbols: int, *, min_fre
             symbols.append(merged)
         counts.merge(p, sym_id[merged])
     return symbols, merges
+
+
+def _check_words(words: object) -> None:
+    """``words`` maps tuples of symbols (str) to positive integer counts."""
+    if not isinstance(words, Mapping):
+        raise TypeError(f"words must be a dict {{(symbol, ...): count}}, got {type(words).__name__}")
+    bad = [(w, n) for w, n in words.items()
+           if not (isinstance(w, (tuple, str)) and all(isinstance(c, str) for c in w) and is_int(n))]
+    if bad:
+        raise ValueError(f"words must map tuples of symbols (str) to positive integer counts, got {bad[:3]}")
 
 
 def _grow(arr: np.ndarray, n: int) -> np.ndarray:

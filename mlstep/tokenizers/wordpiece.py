@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from mlstep.tokenizers.base import Tokenizer
 from mlstep.tokenizers.merges import learn_merges
+from mlstep.tools.checks import check_int, check_type
 
 __all__ = ["WordPieceTokenizer", "normalize_and_pretokenize", "SPECIAL_TOKENS"]
 
@@ -101,6 +102,7 @@ def normalize_and_pretokenize(text: str, lowercase: bool = True) -> list[str]:
         The list of words; each punctuation character and each CJK ideograph is a word of its own.
         Special-token strings are *not* recognised here (see ``WordPieceTokenizer.pretokenize``).
     """
+    check_type("text", text, str, "a str")
     text = unicodedata.normalize("NFC", text.translate(_CLEAN))
     if lowercase:
         text = unicodedata.normalize("NFD", text.lower()).translate(_STRIP_ACCENTS)
@@ -124,7 +126,7 @@ class WordPieceTokenizer(Tokenizer):
         super().__init__(vocab)
         missing = [t for t in SPECIAL_TOKENS if t not in self._stoi]
         if missing:
-            raise ValueError(f"vocabulary lacks the special tokens {missing}")
+            raise ValueError(f"vocab lacks the special tokens {missing}: a WordPiece vocab holds all of {SPECIAL_TOKENS}")
         self.lowercase = bool(lowercase)
         self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (self._stoi[t] for t in SPECIAL_TOKENS)
         self.special_ids: tuple[int, ...] = tuple(sorted(self._stoi[t] for t in SPECIAL_TOKENS))
@@ -161,10 +163,11 @@ class WordPieceTokenizer(Tokenizer):
 
         Words longer than 100 characters are left out of training (they encode as [UNK]).
         """
-        if isinstance(texts, str):
-            raise TypeError("train expects an iterable of texts, got a single str; wrap it in a list")
+        if isinstance(texts, str) or not isinstance(texts, Iterable):
+            raise TypeError(f"train expects an iterable of texts, got {'a single str; wrap it in a list' if isinstance(texts, str) else type(texts).__name__}")
         if not isinstance(vocab_size, int) or vocab_size <= len(SPECIAL_TOKENS):
             raise ValueError(f"vocab_size must be an int > {len(SPECIAL_TOKENS)}, got {vocab_size!r}")
+        check_int("min_frequency", min_frequency)
         probe = cls(SPECIAL_TOKENS, lowercase=lowercase)  # only its pre-tokeniser is used
         counts: Counter[str] = Counter()
         n_texts = 0
