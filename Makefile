@@ -1,5 +1,5 @@
 # mlstep — one place for every command a learner, a teacher or CI runs.
-#   make lab      create .venv (if needed), install, open JupyterLab on chapters/
+#   make lab      create .venv (if needed), install, open JupyterLab on chapters/ (--allow-root as root)
 #   make test     create .venv (if needed), install, run unit tests + every chapter (nbval)
 #   make execute  re-run every chapter in place and normalise it (after changing mlstep)
 #   make student  write the student editions (no solutions, no outputs) to build/student
@@ -31,8 +31,12 @@ $(SITE_STAMP): $(STAMP)
 
 install: $(STAMP)
 
+# JupyterLab refuses to start as root (containers, some cloud machines) without --allow-root;
+# it is passed only there, so an ordinary user keeps Jupyter's guard.
+LAB_FLAGS := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
+
 lab: $(STAMP)
-	$(BIN)/jupyter lab chapters/
+	$(BIN)/jupyter lab $(LAB_FLAGS) chapters/
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
