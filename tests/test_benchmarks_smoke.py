@@ -220,3 +220,52 @@ def test_gpt_gpu_path_skips_gracefully_without_cuda(gpt_bench, capsys):
         pytest.skip("CUDA is present: the GPU path would run instead of skipping")
     out = gpt_bench.main(["--device", "cuda", "--quick"])
     assert "skipped" in out and out["train"] == [] and "skipped" in capsys.readouterr().out
+
+
+# --- benchmarks/roofline.py ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def roofline():
+    return _load("roofline")
+
+
+def test_roofline_quick_measures_both_precisions_against_the_peak(roofline, tmp_path):
+    threads = torch.get_num_threads()
+    try:
+        out = roofline.main(["--quick", "--threads", "1", "--out", str(tmp_path / "roofline.json")])
+    finally:
+        torch.set_num_threads(threads)
+    assert out["peak"]["n"] == 256 and out["environment"]["threads"] == 1
+    assert all(out["peak"][p]["gflops"] > 0 for p in ("fp32", "bf16"))
+    assert [r["case"] for r in out["results"]] == ["gpt-quick", "bert-quick"]
+    for r in out["results"]:
+        for p in ("fp32", "bf16"):
+            assert r["ms_per_step"][p] > 0
+            assert r["achieved_gflops"][p] == pytest.approx(r["gflop_per_step"] / (r["ms_per_step"][p] / 1e3))
+            assert r["share_of_peak"][p] == pytest.approx(r["achieved_gflops"][p] / out["peak"][p]["gflops"])
+    table = out["table"]
+    assert table.startswith("| step |") and "% of bf16 peak" in table and len(table.splitlines()) == 5
+    assert "mkldnn_bf16" in out["environment"]["bf16_support"]
+    assert (tmp_path / "roofline.json").exists()
+
+
+def test_roofline_formula_equals_the_flop_counter(roofline):
+    """The analytic count (GPT and BERT, pre- and post-LN) equals FlopCounterMode's count of one
+    forward + backward with attention on the math path (torch >= 2.3; before, the counter cannot
+    see attention and counts less)."""
+    exact = roofline.sdpa_kernel is not None
+    size = roofline.Size("t", layers=2, hidden=32, heads=4, seq_len=16, batch=3, vocab=200, repeats=1)
+    for kind, pre_norm in (("gpt", True), ("bert", False), ("bert", True)):
+        model, loss, flops = roofline.build(roofline.Case(kind, size, pre_norm), torch.device("cpu"))
+        counted = roofline.counted_flops(model, loss)
+        if exact:
+            assert counted == pytest.approx(flops, rel=1e-9), kind
+        else:
+            assert 0.5 * flops < counted <= flops
+
+
+def test_roofline_course_sizes_are_the_committed_models(roofline):
+    gpt, bert = roofline.course_case("gpt", 1), roofline.course_case("bert", 1)
+    assert (gpt.size.layers, gpt.size.hidden, gpt.size.seq_len, gpt.size.batch, gpt.size.vocab) == (2, 64, 128, 32, 2000)
+    assert (bert.size.layers, bert.size.hidden, bert.size.seq_len, bert.size.batch, bert.size.vocab) == (2, 64, 64, 64, 2000)
+    assert gpt.pre_norm and bert.pre_norm  # the course BERT is pre-LN too
