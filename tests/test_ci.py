@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -83,3 +84,44 @@ def test_ci_script_is_valid_bash_and_runs_the_readme_command():
     assert "make test" in text and "make site" in text
     # Chromium installs in the background and is waited for before the tests need it.
     assert text.index('wait "$chromium_pid"') < text.rindex("make test")
+
+
+# --- .github/workflows/ci.yml --------------------------------------------------------------------
+
+
+def _workflow() -> dict:
+    yaml = pytest.importorskip("yaml")
+    return yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text(encoding="utf-8"))
+
+
+def test_workflow_matrix_covers_systems_pythons_and_torch_versions():
+    """Linux, macOS and Windows; the oldest and newest Python; torch at pyproject's lower bound and
+    the newest; the combinations without wheels excluded (torch 2.2 has none for Python 3.13)."""
+    job = _workflow()["jobs"]["matrix"]
+    matrix = job["strategy"]["matrix"]
+    assert matrix["os"] == ["ubuntu-latest", "macos-latest", "windows-latest"]
+    assert matrix["python"] == ["3.10", "3.13"] and matrix["torch"] == ["oldest", "newest"]
+    assert matrix["exclude"] == [{"python": "3.13", "torch": "oldest"}]
+    assert job["strategy"]["fail-fast"] is False and job["defaults"]["run"]["shell"] == "bash"
+    install = next(s["run"] for s in job["steps"] if "pip install -e" in s.get("run", ""))
+    bound = _pyproject()["project"]["dependencies"]
+    assert "torch>=2.2" in bound and "torch==2.2.2" in install  # the lower bound's last patch
+    assert "numpy<2" in install and "transformers<5" in install
+    runs = " ".join(s.get("run", "") for s in job["steps"])
+    assert "pytest tests -p no:nbval" in runs
+    assert "chapters/01_attention.ipynb chapters/02_multi_head_attention.ipynb" in runs and "--nbval" in runs
+
+
+def test_workflow_runs_readme_command_once_and_its_scripts_parse():
+    workflow = _workflow()
+    full = workflow["jobs"]["full"]
+    assert any(s.get("run", "").startswith("make test") for s in full["steps"])
+    assert workflow["env"]["PYTHONHASHSEED"] == "0"
+    if shutil.which("bash") is None:
+        pytest.skip("no bash here to parse the run steps")
+    for name, job in workflow["jobs"].items():
+        for step in job["steps"]:
+            if "run" in step:  # ${{ expressions }} become a word, then bash checks the syntax
+                script = re.sub(r"\$\{\{[^}]*\}\}", "x", step["run"])
+                result = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True)
+                assert result.returncode == 0, f"{name}: {step.get('name')}: {result.stderr}"
