@@ -163,14 +163,21 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path):
         result = gpu_check.main(["--device", "cpu", "--quick", "--out", str(tmp_path)])
     finally:
         torch.set_num_threads(threads)
-    for part in ("tests", "bert_step", "recipe", "ddp"):
+    for part in ("tests", "bert_step", "recipe", "ddp", "gpt_target"):
         assert "error" not in result[part], result[part].get("traceback")
     assert result["tests"]["ok"] and result["recipe"]["ok"] and result["ddp"]["ok"]
+    target = result["gpt_target"]  # time to target: stopped at the first evaluation at or under it
+    assert target["ok"] and target["reached"] and target["target_perplexity"] == gpu_check.QUICK_TARGET_PPL
+    *before, last = [c["perplexity"] for c in target["curve"]]
+    assert last <= target["target_perplexity"] < min(before, default=float("inf"))
+    assert target["steps"] == 10 * len(target["curve"]) and 0 < target["train_seconds"] <= target["seconds"]
+    assert target["tokens"] == target["steps"] * target["batch_size"] * 128
     assert result["recipe"]["max_abs_gap"] == 0.0  # the CPU against itself: the same run
     assert result["bert_step"]["tokens_per_s"]["mlstep"] > 0
     assert "error" not in result["gpt_step"]
     report = (tmp_path / "gpu_check.md").read_text()
     assert "| bert_step |" in report and (tmp_path / "gpu_check.json").exists()
+    assert f"time to target: course GPT, held-out perplexity | ≤ {gpu_check.QUICK_TARGET_PPL} in" in report
     assert gpu_check.peak_tflops(torch.device("cpu"), None) is None
     assert gpu_check.gpt_train_flops(vocab=10, layers=1, hidden=2, seq_len=3, batch=1) == 3.0 * 3 * (
         2 * 12 * 4 + 2 * 2 * 10 + 4 * 3 * 2)
