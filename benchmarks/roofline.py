@@ -227,6 +227,8 @@ def parse_args(argv: Sequence[str] | None):
     p = common_arguments(__doc__.split("\n\n")[0])
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     p.set_defaults(threads=usable)
+    threads = next(a for a in p._actions if a.dest == "threads")
+    threads.help = f"torch.set_num_threads (CPU); default: every usable core ({usable} here)"
     p.add_argument("--out", dest="json", type=Path,
                    help=f"the JSON file (same as --json; default {DEFAULT_OUT.relative_to(ROOT)}, none with --quick)")
     p.add_argument("--matmul", type=int, default=None, help="N of the N×N peak matmuls (default 2048; 256 with --quick)")
