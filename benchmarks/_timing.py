@@ -202,7 +202,7 @@ def training_step(model: nn.Module, loss: Callable[[], torch.Tensor], device: to
     """One optimizer step as a closure: zero_grad, ``loss()`` under autocast, backward, AdamW step
     (fused on CUDA: one kernel for all parameters; the default foreach path on CPU).
     ``precision``: as in ``TrainConfig`` ("auto": bf16 on CUDA, fp32 elsewhere; "bf16"; "fp32")."""
-    from mlstep.utils import autocast
+    from mlstep.tools.runtime import autocast
 
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda" or None)
 
@@ -221,7 +221,7 @@ def start(args: argparse.Namespace, needs_transformers: bool = True) -> tuple[to
     ``--threads`` set and the environment printed (with a warning when the machine is busy).
     ``(None, {"skipped": reason})`` with a printed ``skipped: ...`` line when the device or Hugging
     Face ``transformers`` is missing."""
-    from mlstep.utils import get_device
+    from mlstep.tools.runtime import get_device
 
     try:
         device = get_device(args.device)

@@ -13,7 +13,7 @@ and writes ``gpu_check.json`` and ``gpu_check.md`` into the folder given with ``
    ``mlstep.GPT`` exists).
 4. ``recipe``: the course's pretraining recipe for a few hundred steps on the device and on the
    CPU with the same seed; the held-out loss curves must agree within a tolerance.
-5. ``ddp``: ``torchrun --nproc_per_node=N -m mlstep.pretrain`` (NCCL on GPUs, N = 1, and 2 where
+5. ``ddp``: ``torchrun --nproc_per_node=N -m mlstep.tasks bert`` (NCCL on GPUs, N = 1, and 2 where
    there are 2 GPUs): the DDP path starts, trains, and only rank 0 writes.
 6. ``gpt_target``: time to target: the course GPT (chapter 08's model, batch, learning rate and
    schedule, stretched to ``--target-steps``) trained with ``mlstep.train`` on the offline corpus
@@ -50,12 +50,13 @@ from _timing import environment, interleaved, markdown_table, training_step  # n
 
 import mlstep  # noqa: E402
 from mlstep import ByteLevelBPETokenizer  # noqa: E402
-from mlstep.causal_lm import GPTRecipe, corpus_bpe, default_gpt_dir, evaluate_lm, pack_documents  # noqa: E402
 from mlstep.data import load_task  # noqa: E402
 from mlstep.gpt import GPT, GPTConfig  # noqa: E402
-from mlstep.pretrain import PretrainRecipe, pretrain_on_corpus  # noqa: E402
+from mlstep.tasks.causal_lm import GPTRecipe, corpus_bpe, evaluate_lm, pack_documents  # noqa: E402
+from mlstep.tasks.course import course_dir  # noqa: E402
+from mlstep.tasks.masked_lm import PretrainRecipe, pretrain_on_corpus  # noqa: E402
 from mlstep.train import TrainConfig, train  # noqa: E402
-from mlstep.utils import get_device  # noqa: E402
+from mlstep.tools.runtime import get_device  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -183,14 +184,14 @@ def recipe_curves(device: torch.device, quick: bool, tolerance: float) -> dict[s
 # --- 5. torchrun ----------------------------------------------------------------------------------
 
 def ddp_run(device: torch.device, quick: bool, out: Path) -> dict[str, Any]:
-    """``torchrun -m mlstep.pretrain`` with 1 process (and 2 where there are 2 GPUs)."""
+    """``torchrun -m mlstep.tasks bert`` with 1 process (and 2 where there are 2 GPUs)."""
     counts = [1] + ([2] if device.type == "cuda" and torch.cuda.device_count() >= 2 else [])
     runs = []
     for n in counts:
         folder = out / f"ddp{n}"
         cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={n}", "--standalone",
-               "-m", "mlstep.pretrain", "--device", device.type, "--steps", "20" if quick else "200",
-               "--out", str(folder), *(["--documents", "500"] if quick else [])]
+               "-m", "mlstep.tasks", "bert", "--device", device.type, "--steps", "20" if quick else "200",
+               "--out", str(folder), *(["--max-documents", "500"] if quick else [])]
         start = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         written = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
@@ -237,8 +238,8 @@ class TargetClock:
 
 def course_blocks(recipe: GPTRecipe, quick: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """``(train, held-out)`` blocks of the offline corpus in the course GPT's tokenizer: the held-out
-    ones are the first 200 validation blocks, as :func:`mlstep.causal_lm.pretrain_gpt` evaluates."""
-    path = default_gpt_dir() / "tokenizer.json"
+    ones are the first 200 validation blocks, as :func:`mlstep.tasks.causal_lm.pretrain_gpt` evaluates."""
+    path = course_dir("gpt") / "tokenizer.json"
     tokenizer = ByteLevelBPETokenizer.load(path) if path.exists() else corpus_bpe(recipe.vocab_size)
     train_docs, valid_docs = (load_task("pretrain", split)["sentences"] for split in ("train", "validation"))
     if quick:

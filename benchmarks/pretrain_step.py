@@ -44,7 +44,7 @@ from _timing import Size, busy_warning, common_arguments, environment, interleav
 
 import mlstep  # noqa: E402
 from mlstep import bert_from_hf, get_device, mask_tokens  # noqa: E402
-from mlstep.utils import autocast  # noqa: E402
+from mlstep.tools.runtime import autocast  # noqa: E402
 
 # Special ids of the synthetic vocabulary: [PAD] [UNK] [CLS] [SEP] [MASK] = 0 1 2 3 4.
 PAD, UNK, CLS, SEP, MASK = range(5)

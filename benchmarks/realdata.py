@@ -1,6 +1,6 @@
 """Real data: does pretraining pay off, and at which label budget? Label-budget curves, ≥ 3 seeds.
 
-The real-text model of chapter 10 (``data/realtext/model``, made by ``python -m mlstep.realtext``)
+The real-text model of chapter 10 (``data/realtext/model``, made by ``python -m mlstep.tasks realtext``)
 against the same architecture from random weights, fine-tuned on growing labeled budgets of two
 tasks:
 
@@ -13,7 +13,7 @@ Protocol, for each task, arm (pretrained / from scratch) and budget:
 
 1. *tune* on the validation split with seed 0: every learning rate × steps of the grid;
 2. *run* seeds 0, 1, 2 with the chosen setting; a seed draws the labeled sample
-   (:func:`mlstep.realtext.sample_order`), the head (and the scratch encoder), the data order;
+   (:func:`mlstep.tasks.realtext.sample_order`), the head (and the scratch encoder), the data order;
 3. report the test mean ± sd (sample sd over the seeds).
 
 The same protocol trains a *linear probe* (frozen encoder, only the head learns) at one budget
@@ -50,14 +50,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _timing when run
 from _timing import environment, markdown_table  # noqa: E402
 
 from mlstep.data import UPOS_TAGS, load_conllu, load_sst2  # noqa: E402
-from mlstep.realtext import FinetuneSetting, fine_tune, load_realtext_model, sample_order  # noqa: E402
-from mlstep.tasks import (  # noqa: E402
+from mlstep.tasks.course import load_course_model  # noqa: E402
+from mlstep.tasks.labeled import (  # noqa: E402
     encode_classification,
     encode_tagging,
     evaluate_classifier,
     predict_tags,
     word_accuracy,
 )
+from mlstep.tasks.realtext import FinetuneSetting, fine_tune, sample_order  # noqa: E402
 
 # $MLSTEP_REALDATA, else ../shared/realdata beside the repository
 DEFAULT_DATA = Path(os.environ.get("MLSTEP_REALDATA") or Path(__file__).resolve().parents[1].parent / "shared" / "realdata")
@@ -223,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(f"skipped: real data not found at {data} (needs ud_english_ewt/ and sst2/{{train,dev}}.tsv)")
         return {"skipped": f"not found: {data}"}
     torch.set_num_threads(args.threads)
-    pretrained, tokenizer, metadata = load_realtext_model(args.model)
+    pretrained, tokenizer, metadata = load_course_model("realtext", args.model)
     result: dict[str, Any] = {"environment": environment(torch.device("cpu")), "seeds": args.seeds,
                               "model": {k: metadata[k] for k in ("recipe", "cpu_minutes", "tokens_seen")
                                         if k in metadata}, "tasks": {}}

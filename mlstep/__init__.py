@@ -1,9 +1,12 @@
 """mlstep: multi-step training of transformer language models, built from scratch in PyTorch.
 
 Read the package in this order (the README lists the files with their sizes): ``config``,
-``attention``, ``transformer``, ``bert``, ``masking``, ``train``, ``finetune``, ``lora``,
-``distill``, ``gpt``, ``generation``. The other modules support the chapters (tokenizers, data, metrics, plots) or the
-teacher (``exercises``).
+``attention``, ``transformer``, ``bert``, ``masking``, ``train``, ``finetune``, ``lora``, ``crf``,
+``distill``, ``gpt``, ``generation``: they are the only modules at the top. The rest sits in a
+folder named for its role: ``tokenizers``, ``tools`` (checks, devices and seeds, checkpoints,
+plots), ``tasks`` (what the models are trained on, the model store, the course models),
+``multistage`` (chapter 09's building blocks), ``experiments`` (every chapter's sweeps), ``data``,
+``metrics`` and ``exercises`` (the teacher's tools).
 
 One shape legend for the whole package, written on the line wherever a shape changes::
 
@@ -16,7 +19,6 @@ Conventions: a boolean attention mask means True = may attend (PyTorch's); an ``
 ``(B, T)`` has 1 = real token, 0 = padding; label −100 marks a position without a loss.
 """
 
-from mlstep.adapt import continue_pretraining, extend_vocabulary, new_words
 from mlstep.attention import (
     MultiHeadAttention,
     causal_mask,
@@ -32,10 +34,7 @@ from mlstep.bert import (
     bert_from_hf,
     mlm_loss,
 )
-from mlstep.bpe import ByteLevelBPETokenizer
-from mlstep.checkpoint import load_checkpoint, save_checkpoint
 from mlstep.config import TransformerConfig
-from mlstep.curriculum import Curriculum
 from mlstep.distill import (
     distillation_loss,
     distillation_step_fn,
@@ -54,29 +53,33 @@ from mlstep.finetune import (
 )
 from mlstep.generation import generate
 from mlstep.gpt import GPT, GPTConfig, GPTForSequenceClassification, GPTOutput, gpt_from_hf
-from mlstep.layerwise import LayerwiseClassifier, layerwise_loss
 from mlstep.lora import LoRALinear, apply_lora, merge_lora
 from mlstep.masking import mask_tokens, nsp_pairs, sop_pairs
-from mlstep.multitask import MultiTaskBatches, MultiTaskModel, multitask_step_fn
-from mlstep.pipeline import run_stages
-from mlstep.prune import (
+from mlstep.multistage.adapt import continue_pretraining, extend_vocabulary, new_words
+from mlstep.multistage.curriculum import Curriculum
+from mlstep.multistage.layerwise import LayerwiseClassifier, layerwise_loss
+from mlstep.multistage.multitask import MultiTaskBatches, MultiTaskModel, multitask_step_fn
+from mlstep.multistage.pipeline import run_stages
+from mlstep.multistage.prune import (
     apply_masks,
     magnitude_masks,
     prune_heads,
     prune_neurons,
     structured_importance,
 )
+from mlstep.tokenizers.bpe import ByteLevelBPETokenizer
+from mlstep.tokenizers.wordpiece import WordPieceTokenizer
+from mlstep.tools.checkpoint import load_checkpoint, save_checkpoint
+from mlstep.tools.runtime import IGNORE_INDEX, count_parameters, get_device, set_seed, set_threads
 from mlstep.train import History, TrainConfig, train
-from mlstep.transformer import FeedForward, Transformer, TransformerBlock
-from mlstep.utils import IGNORE_INDEX, count_parameters, get_device, set_seed, set_threads
-from mlstep.wordpiece import WordPieceTokenizer
+from mlstep.transformer import FeedForward, Transformer, TransformerBlock, find_backbone
 
 __version__ = "0.2.0"
 
 __all__ = [
     # the model
     "TransformerConfig", "scaled_dot_product_attention", "padding_mask", "causal_mask",
-    "MultiHeadAttention", "FeedForward", "TransformerBlock", "Transformer",
+    "MultiHeadAttention", "FeedForward", "TransformerBlock", "Transformer", "find_backbone",
     "BertConfig", "BertModel", "BertOutput", "BertForPreTraining", "PreTrainingOutput", "mlm_loss",
     "bert_from_hf", "WordPieceTokenizer",
     # pretraining data and training

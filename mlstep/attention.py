@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from mlstep.checks import check_mask, check_width
 from mlstep.config import TransformerConfig
+from mlstep.tools.checks import check_mask, check_width
 
 __all__ = ["scaled_dot_product_attention", "padding_mask", "causal_mask", "MultiHeadAttention"]
 
@@ -94,18 +94,42 @@ class MultiHeadAttention(nn.Module):
         """
         key = query if key is None else key
         value = key if value is None else value
+        self._check_inputs(query, key, value)
+        q, k, v = self.project(query, key, value)  # (B, H, T, K), (B, H, S, K), (B, H, S, K)
+        if cache is not None:
+            k, v = self.extend_cache(cache, k, v)  # (B, H, S_cached + S, K) each
+        out, weights = self.attend(q, k, v, mask, need_weights)  # (B, H, T, K), (B, H, T, S) or None
+        out = self.out_proj(rearrange(out, "B H T K -> B T (H K)"))  # concatenate, then mix: (B, T, D)
+        return (out, weights) if need_weights else out
+
+    def _check_inputs(self, query: Tensor, key: Tensor, value: Tensor) -> None:
         for name, x in (("query", query), ("key", key), ("value", value)):
             check_width(name, x, self.hidden_size)
         if key.shape[:2] != value.shape[:2] or key.shape[0] != query.shape[0]:
             raise ValueError(f"batch/length mismatch: query {tuple(query.shape)}, key "
                              f"{tuple(key.shape)}, value {tuple(value.shape)}")
+
+    def project(self, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Every head's queries ``(B, H, T, K)``, keys and values ``(B, H, S, K)``: one matrix
+        product each, then the last dimension split into H heads of width K."""
         q = rearrange(self.q_proj(query), "B T (H K) -> B H T K", H=self.num_heads)
         k = rearrange(self.k_proj(key), "B S (H K) -> B H S K", H=self.num_heads)
         v = rearrange(self.v_proj(value), "B S (H K) -> B H S K", H=self.num_heads)
-        if cache is not None:
-            if cache:
-                k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)  # (B, H, S, K)
-            cache["k"], cache["v"] = k, v
+        return q, k, v
+
+    @staticmethod
+    def extend_cache(cache: dict, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """The KV cache: append these positions' keys and values ``(B, H, S, K)`` to the ones kept in
+        ``cache`` from earlier calls, keep the result there, and return it (all that is attended to)."""
+        if cache:
+            k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)  # (B, H, S, K)
+        cache["k"], cache["v"] = k, v
+        return k, v
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None,
+               need_weights: bool) -> tuple[Tensor, Tensor | None]:
+        """``softmax(q kᵀ / √K) v`` for every head: ``(B, H, T, K)``, and the weights ``(B, H, T, S)``
+        when ``need_weights`` (the from-scratch path), else None (PyTorch's fused kernel)."""
         if mask is not None:
             mask = rearrange(mask, "B T S -> B 1 T S") if mask.dim() == 3 else mask
             check_mask(mask, (*q.shape[:-1], k.shape[-2]))
@@ -116,12 +140,9 @@ class MultiHeadAttention(nn.Module):
             mask = causal if mask is None else mask & causal
         p = self.dropout if self.training else 0.0
         if need_weights:
-            out, weights = scaled_dot_product_attention(q, k, v, mask, p)  # (B, H, T, K), (B, H, T, S)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p,
-                                                 is_causal=fused_causal)  # (B, H, T, K)
-        out = self.out_proj(rearrange(out, "B H T K -> B T (H K)"))  # concatenate, then mix: (B, T, D)
-        return (out, weights) if need_weights else out
+            return scaled_dot_product_attention(q, k, v, mask, p)  # (B, H, T, K), (B, H, T, S)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=fused_causal)
+        return out, None  # (B, H, T, K)
 
     @classmethod
     def from_torch(cls, mha: nn.MultiheadAttention) -> MultiHeadAttention:

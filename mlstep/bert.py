@@ -16,10 +16,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlstep.attention import padding_mask
-from mlstep.checks import check_ids, check_rows
 from mlstep.config import TransformerConfig
-from mlstep.transformer import Transformer, init_weights
-from mlstep.utils import IGNORE_INDEX
+from mlstep.tools.checks import check_ids, check_rows
+from mlstep.tools.runtime import IGNORE_INDEX
+from mlstep.transformer import Backbone, Transformer, init_weights
 
 __all__ = ["BertConfig", "BertEmbeddings", "BertModel", "BertOutput", "BertForPreTraining",
            "PreTrainingOutput", "mlm_loss", "bert_from_hf"]
@@ -97,6 +97,10 @@ class BertModel(nn.Module):
         self.encoder = Transformer(config)
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size)  # read by the NSP/[CLS] heads
         self.apply(lambda m: init_weights(m, config.initializer_range))
+
+    def backbone(self) -> Backbone:
+        """What strategies act on: the embeddings, the ``encoder`` stack and, above it, the pooler."""
+        return Backbone(self, [self.embeddings], self.encoder, [self.pooler])
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
                 attention_mask: Tensor | None = None) -> BertOutput:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from mlstep.checks import check_probability
+from mlstep.tools.checks import check_probability
 
 __all__ = ["TransformerConfig"]
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mlstep.checks import check_ids
-from mlstep.finetune import BertForTokenClassification, ClassifierOutput
-from mlstep.utils import IGNORE_INDEX
+from mlstep.finetune import BertForTokenClassification
+from mlstep.tools.checks import check_ids
+from mlstep.tools.runtime import IGNORE_INDEX
+from mlstep.transformer import ClassifierOutput
 
 __all__ = ["CRF", "pack_words", "BertCRFTagger"]
 
@@ -119,7 +120,7 @@ class BertCRFTagger(BertForTokenClassification):
     """:class:`~mlstep.finetune.BertForTokenClassification` whose per-word scores feed a :class:`CRF`.
 
     Training needs ``labels`` on the first piece of every word and −100 elsewhere (what
-    :func:`mlstep.tasks.encode_tagging` gives); those positions are where words start.
+    :func:`mlstep.tasks.labeled.encode_tagging` gives); those positions are where words start.
     """
 
     def __init__(self, *args, **kwargs):

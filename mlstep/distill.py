@@ -27,9 +27,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlstep.bert import BertConfig
-from mlstep.checks import check_ids
-from mlstep.finetune import MODEL_INPUTS, find_bert
-from mlstep.utils import IGNORE_INDEX, unwrap_model
+from mlstep.finetune import MODEL_INPUTS
+from mlstep.tools.checks import check_ids
+from mlstep.tools.runtime import IGNORE_INDEX, unwrap_model
+from mlstep.transformer import find_backbone
 
 __all__ = ["distillation_loss", "soft_target_loss", "student_config", "default_layer_map",
            "init_student_from_teacher", "InitReport", "init_embeddings_by_projection",
@@ -142,17 +143,36 @@ def init_student_from_teacher(student: nn.Module, teacher: nn.Module,
     """Copy the teacher's embeddings, the layers of ``layer_map`` (default: :func:`default_layer_map`),
     the final LayerNorm and the pooler into a student of the same width, and every head tensor
     whose name and shape match. A narrower student is a ValueError naming each mismatch."""
-    s_bert, t_bert = find_bert(unwrap_model(student)), find_bert(unwrap_model(teacher))
-    L_s, L_t = len(s_bert.encoder.layers), len(t_bert.encoder.layers)
+    student, teacher = unwrap_model(student), unwrap_model(teacher)
+    s_net, t_net = find_backbone(student).model, find_backbone(teacher).model  # BertModel or GPT
+    L_s, L_t = len(find_backbone(s_net).stack.layers), len(find_backbone(t_net).stack.layers)
     layer_map = default_layer_map(L_t, L_s) if layer_map is None else list(layer_map)
     if len(layer_map) != L_s or not all(0 <= i < L_t for i in layer_map):
         raise ValueError(f"layer_map must list {L_s} teacher layer indices in [0, {L_t}), got {layer_map}")
     for name in ("pre_norm", "num_heads"):  # same shapes, different function: refuse
-        if getattr(s_bert.config, name) != getattr(t_bert.config, name):
+        if getattr(s_net.config, name) != getattr(t_net.config, name):
             raise ValueError(f"student {name} differs from the teacher's: copied layers would compute "
                              "something else than they did in the teacher")
-    s_sd, t_sd = s_bert.state_dict(), t_bert.state_dict()
-    source = {k: re.sub(r"^encoder\.layers\.(\d+)\.", lambda m: f"encoder.layers.{layer_map[int(m[1])]}.", k)
+    copied = _copy_backbone(s_net, t_net, layer_map)
+    prefix = next(name for name, m in student.named_modules() if m is s_net)  # "" or "bert", "gpt"
+    copied, skipped = [f"{prefix}.{k}" if prefix else k for k in copied], []
+    if prefix:  # the heads outside the backbone
+        t_full = teacher.state_dict()
+        for key, tensor in student.state_dict().items():
+            if not key.startswith(prefix + "."):
+                matches = key in t_full and t_full[key].shape == tensor.shape
+                (copied if matches else skipped).append(key)
+                if matches:
+                    tensor.copy_(t_full[key])
+    return InitReport(tuple(copied), tuple(skipped), tuple(layer_map))
+
+
+def _copy_backbone(s_net: nn.Module, t_net: nn.Module, layer_map: Sequence[int]) -> list[str]:
+    """Copy every tensor of the teacher's backbone into the student's, student layer ``i`` from
+    teacher layer ``layer_map[i]``; the names copied. Shapes must match (else a ValueError)."""
+    stack = next(name for name, m in s_net.named_modules() if m is find_backbone(s_net).stack)  # "encoder", "decoder"
+    s_sd, t_sd = s_net.state_dict(), t_net.state_dict()
+    source = {k: re.sub(rf"^{stack}\.layers\.(\d+)\.", lambda m: f"{stack}.layers.{layer_map[int(m[1])]}.", k)
               for k in s_sd}
     mismatched = [f"{k}: student {tuple(s_sd[k].shape)} vs teacher {tuple(t_sd[source[k]].shape)}"
                   for k in s_sd if s_sd[k].shape != t_sd[source[k]].shape]
@@ -161,17 +181,7 @@ def init_student_from_teacher(student: nn.Module, teacher: nn.Module,
                          + "\n(use student_config with the teacher's hidden_size, or init_embeddings_by_projection)")
     for k in s_sd:
         s_sd[k].copy_(t_sd[source[k]])  # state_dict tensors share storage with the parameters
-    prefix = "" if unwrap_model(student) is s_bert else "bert."
-    copied, skipped = [prefix + k for k in s_sd], []
-    if prefix:  # the heads outside the encoder
-        t_full = unwrap_model(teacher).state_dict()
-        for key, tensor in unwrap_model(student).state_dict().items():
-            if not key.startswith("bert."):
-                matches = key in t_full and t_full[key].shape == tensor.shape
-                (copied if matches else skipped).append(key)
-                if matches:
-                    tensor.copy_(t_full[key])
-    return InitReport(tuple(copied), tuple(skipped), tuple(layer_map))
+    return list(s_sd)
 
 
 @torch.no_grad()
@@ -181,15 +191,19 @@ def init_embeddings_by_projection(student: nn.Module, teacher: nn.Module) -> Ten
     (e.g. that "splendid" sits near "lovely"). Token, position and segment embeddings are summed
     in one space, so the same projection ``P (D_t, D_s)`` applies to all three. Returns ``P``.
     """
-    s_emb, t_emb = find_bert(student).embeddings, find_bert(teacher).embeddings
-    names = ("word_embeddings", "position_embeddings", "token_type_embeddings")
-    s_tables, t_tables = [getattr(s_emb, n).weight for n in names], [getattr(t_emb, n).weight for n in names]
+    s_tables, t_tables = _embedding_tables(student), _embedding_tables(teacher)
     if any(s.shape[1] > t.shape[1] or s.shape[0] > t.shape[0] for s, t in zip(s_tables, t_tables)):
         raise ValueError(f"the student's embeddings {[tuple(s.shape) for s in s_tables]} must not be wider "
                          f"or longer than the teacher's {[tuple(t.shape) for t in t_tables]}")
-    words = t_emb.word_embeddings.weight.float()  # (V, D_t)
+    words = t_tables[0].float()  # (V, D_t): the token embeddings
     _, _, vh = torch.linalg.svd(words - words.mean(0), full_matrices=False)  # rows: principal directions
     projection = vh[: s_tables[0].shape[1]].T.contiguous()  # (D_t, D_s)
     for s, t in zip(s_tables, t_tables):
         s.copy_((t.float() @ projection)[: s.shape[0]].to(s.dtype))
     return projection
+
+
+def _embedding_tables(model: nn.Module) -> list[Tensor]:
+    """The embedding tables of ``model``'s backbone, token embeddings first: BERT's word, position
+    and segment tables, or a GPT's token and position tables."""
+    return [m.weight for emb in find_backbone(model).embeddings for m in emb.modules() if isinstance(m, nn.Embedding)]

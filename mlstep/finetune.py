@@ -17,45 +17,20 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlstep.bert import BertConfig, BertModel
-from mlstep.checks import check_ids, check_probability
-from mlstep.transformer import init_weights
-from mlstep.utils import IGNORE_INDEX
+from mlstep.tools.checks import check_ids
+from mlstep.tools.runtime import IGNORE_INDEX
+from mlstep.transformer import ClassifierOutput, classifier_layers, find_backbone
 
-__all__ = ["ClassifierOutput", "BertForSequenceClassification", "BertForTokenClassification",
-           "classification_step", "classifier_layers", "find_bert", "mean_pool", "freeze", "unfreeze",
-           "freeze_encoder", "unfreezing_stages", "GradualUnfreezer", "layerwise_lr_groups"]
+__all__ = ["BertForSequenceClassification", "BertForTokenClassification", "classification_step", "mean_pool",
+           "freeze", "unfreeze", "freeze_encoder", "unfreezing_stages", "GradualUnfreezer", "layerwise_lr_groups"]
 
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
-
-
-class ClassifierOutput(NamedTuple):
-    loss: Tensor | None  # None without labels; else the mean cross-entropy over the labelled rows
-    logits: Tensor  # (B, C) for sequences, (B, T, C) for tokens
-
-
-def find_bert(model: nn.Module) -> BertModel:
-    """The :class:`~mlstep.BertModel` in ``model``: the model itself, its ``.bert``, or the first one inside."""
-    for module in (model, getattr(model, "bert", None), *model.modules()):
-        if isinstance(module, BertModel):
-            return module
-    raise TypeError(f"{type(model).__name__} holds no mlstep.BertModel")
-
-
-def classifier_layers(hidden_size: int, num_labels: int, dropout: float,
-                      initializer_range: float) -> tuple[nn.Dropout, nn.Linear]:
-    """The two layers of a task head, ``(dropout, classifier)``: ``(…, D) -> (…, C)``."""
-    if not isinstance(num_labels, int) or num_labels < 2:
-        raise ValueError(f"num_labels must be an integer >= 2, got {num_labels!r}")
-    check_probability("dropout", dropout)
-    classifier = nn.Linear(hidden_size, num_labels)
-    init_weights(classifier, initializer_range)
-    return nn.Dropout(dropout), classifier
 
 
 class _BertWithHead(nn.Module):
@@ -73,7 +48,11 @@ class _BertWithHead(nn.Module):
     def from_pretrained(cls, pretrained: nn.Module, num_labels: int, **kwargs: Any):
         """A new head on a *copy* of the encoder inside ``pretrained`` (a BertModel, a
         BertForPreTraining, another classifier): fine-tuning leaves ``pretrained`` untouched."""
-        return cls(copy.deepcopy(find_bert(pretrained)), num_labels, **kwargs)
+        bert = find_backbone(pretrained).model
+        if not isinstance(bert, BertModel):
+            raise TypeError(f"{type(pretrained).__name__} holds no mlstep.BertModel; for a GPT use "
+                            "mlstep.gpt.GPTForSequenceClassification.from_pretrained")
+        return cls(copy.deepcopy(bert), num_labels, **kwargs)
 
 
 def mean_pool(hidden: Tensor, attention_mask: Tensor | None = None) -> Tensor:
@@ -157,25 +136,23 @@ def unfreeze(module: nn.Module) -> nn.Module:
 
 
 def freeze_encoder(model: nn.Module) -> nn.Module:
-    """A linear probe: freeze the encoder (embeddings, layers, pooler) so only the head trains.
-
-    What the probe reaches measures what pretraining put into the frozen features.
+    """A linear probe: freeze the backbone (BERT's embeddings, layers and pooler, or a whole GPT)
+    so only the head trains. What the probe reaches measures what pretraining put into the features.
     """
-    freeze(find_bert(model))
+    freeze(find_backbone(model).model)
     return model
 
 
 def unfreezing_stages(model: nn.Module) -> list[list[nn.Parameter]]:
     """The order gradual unfreezing wakes parameters up: the head (everything outside the
-    encoder), then the top layer (with the pooler and the final LayerNorm above it), …, the
+    backbone), then the top layer (with the final LayerNorm and BERT's pooler above it), …, the
     bottom layer, then the embeddings."""
-    bert = find_bert(model)
-    encoder = {id(p) for p in bert.parameters()}
-    top = [*bert.encoder.final_norm.parameters(), *bert.pooler.parameters()]
-    layers = [list(layer.parameters()) for layer in bert.encoder.layers]
-    layers[-1] += top
-    return [[p for p in model.parameters() if id(p) not in encoder], *reversed(layers),
-            list(bert.embeddings.parameters())]
+    backbone = find_backbone(model)
+    inside = {id(p) for p in backbone.model.parameters()}
+    layers = [list(layer.parameters()) for layer in backbone.stack.layers]
+    layers[-1] += [*backbone.stack.final_norm.parameters(), *nn.ModuleList(backbone.top).parameters()]
+    return [[p for p in model.parameters() if id(p) not in inside], *reversed(layers),
+            list(nn.ModuleList(backbone.embeddings).parameters())]
 
 
 class GradualUnfreezer:
@@ -210,16 +187,17 @@ class GradualUnfreezer:
 def layerwise_lr_groups(model: nn.Module, base_lr: float, decay: float = 0.8,
                         head_lr: float | None = None) -> list[dict[str, Any]]:
     """Discriminative learning rates: with L layers, layer ``l`` (1 = bottom) trains at
-    ``base_lr · decay^(L - l)``, the embeddings at ``base_lr · decay^L``, the pooler and final
-    LayerNorm at ``base_lr``, the head at ``head_lr`` (default ``base_lr``). For
+    ``base_lr · decay^(L - l)``, the embeddings at ``base_lr · decay^L``, the final LayerNorm (and
+    BERT's pooler) at ``base_lr``, the head at ``head_lr`` (default ``base_lr``). For
     ``train(..., param_groups=...)``; frozen parameters are left out."""
     if not 0.0 < decay <= 1.0 or base_lr <= 0:
         raise ValueError(f"need base_lr > 0 and decay in (0, 1], got {base_lr!r}, {decay!r}")
-    bert = find_bert(model)
-    L = len(bert.encoder.layers)
-    parts = [("embeddings", bert.embeddings, decay**L)]
-    parts += [(f"layer{i}", layer, decay ** (L - 1 - i)) for i, layer in enumerate(bert.encoder.layers)]
-    parts += [("top", nn.ModuleList([bert.encoder.final_norm, bert.pooler]), 1.0), ("head", model, None)]
+    backbone = find_backbone(model)
+    layers = backbone.stack.layers
+    L = len(layers)
+    parts = [("embeddings", nn.ModuleList(backbone.embeddings), decay**L)]
+    parts += [(f"layer{i}", layer, decay ** (L - 1 - i)) for i, layer in enumerate(layers)]
+    parts += [("top", nn.ModuleList([backbone.stack.final_norm, *backbone.top]), 1.0), ("head", model, None)]
     groups, seen = [], set()
     for name, module, factor in parts:  # the head is what the encoder parts left over
         params = [p for p in module.parameters() if p.requires_grad and id(p) not in seen]

@@ -24,8 +24,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from mlstep.checks import check_probability
 from mlstep.gpt import GPT
+from mlstep.tools.checks import check_probability
+from mlstep.tools.runtime import eval_mode
 
 __all__ = ["filter_logits", "sample_next", "generate", "pad_left"]
 
@@ -78,27 +79,40 @@ def generate(model: GPT, input_ids: Tensor, max_new_tokens: int, *, temperature:
     ``attention_mask (B, T)`` marks left padding (:func:`pad_left`). ``use_cache=False`` reruns the
     whole sequence at every step: the same tokens, slower.
     """
-    if not isinstance(model, GPT):
-        raise TypeError(f"model must be a mlstep.GPT, got {type(model).__name__}")
     single = input_ids.dim() == 1
     ids = input_ids[None] if single else input_ids  # (B, T)
     mask = attention_mask[None] if single and attention_mask is not None else attention_mask
+    _check_request(model, ids, max_new_tokens, temperature, top_k, top_p)
+    with eval_mode(model):
+        ids = _decode(model, ids, mask, max_new_tokens, (temperature, top_k, top_p), eos_id, use_cache, generator)
+    return ids[0] if single else ids
+
+
+def _check_request(model: GPT, ids: Tensor, max_new_tokens: int, temperature: float,
+                   top_k: int | None, top_p: float | None) -> None:
+    """Refuse what :func:`generate` cannot do, naming the argument."""
+    if not isinstance(model, GPT):
+        raise TypeError(f"model must be a mlstep.GPT, got {type(model).__name__}")
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
     if ids.dim() != 2 or ids.shape[1] + max_new_tokens > model.config.max_position:
         raise ValueError(f"prompt length {ids.shape[-1]} + max_new_tokens {max_new_tokens} exceeds "
-                         f"max_position={model.config.max_position} (input_ids {tuple(input_ids.shape)})")
+                         f"max_position={model.config.max_position} (input_ids {tuple(ids.shape)})")
     if temperature < 0 or (top_k is not None and top_k < 1):
         raise ValueError(f"need temperature >= 0 and top_k >= 1, got {temperature!r}, {top_k!r}")
     if top_p is not None:
         check_probability("top_p", top_p, closed=True)
-    was_training = model.training
-    model.eval()
+
+
+def _decode(model: GPT, ids: Tensor, mask: Tensor | None, max_new_tokens: int, sampling: tuple,
+            eos_id: int | None, use_cache: bool, generator: torch.Generator | None) -> Tensor:
+    """The sampling loop: one token per step for every row, ``(B, T)`` → ``(B, T + N)``. With the
+    cache, each step feeds only the newest token: the keys and values before it are kept."""
     caches = [{} for _ in model.decoder.layers] if use_cache else None
     step_ids, done = ids, torch.zeros(len(ids), dtype=torch.bool, device=ids.device)  # (B,)
     for _ in range(max_new_tokens):
         logits = model(step_ids, attention_mask=mask, caches=caches).logits[:, -1]  # (B, V): the next token
-        token = sample_next(logits.float(), temperature, top_k, top_p, generator)  # (B,)
+        token = sample_next(logits.float(), *sampling, generator)  # (B,)
         if eos_id is not None:
             token = token.masked_fill(done, eos_id)  # finished rows keep emitting eos
             done |= token == eos_id
@@ -108,5 +122,4 @@ def generate(model: GPT, input_ids: Tensor, max_new_tokens: int, *, temperature:
         step_ids = token[:, None] if use_cache else ids  # the cache holds everything before
         if done.all():
             break
-    model.train(was_training)
-    return ids[0] if single else ids
+    return ids

@@ -28,11 +28,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlstep.attention import padding_mask
-from mlstep.checks import check_ids, check_rows
 from mlstep.config import TransformerConfig
-from mlstep.finetune import ClassifierOutput, classifier_layers
-from mlstep.transformer import Transformer, init_weights
-from mlstep.utils import IGNORE_INDEX
+from mlstep.tools.checks import check_ids, check_rows
+from mlstep.tools.runtime import IGNORE_INDEX
+from mlstep.transformer import (
+    Backbone,
+    ClassifierOutput,
+    Transformer,
+    classifier_layers,
+    init_weights,
+)
 
 __all__ = ["GPTConfig", "GPT", "GPTOutput", "next_token_targets", "lm_step", "gpt_from_hf",
            "GPTForSequenceClassification"]
@@ -128,6 +133,10 @@ class GPT(nn.Module):
         for block in self.decoder.layers:  # GPT-2: each residual branch's output layer scaled by
             for proj in (block.attn.out_proj, block.ffn.fc2):  # 1/√(2L), so the stream's variance
                 nn.init.normal_(proj.weight, std=config.initializer_range / math.sqrt(2 * config.num_layers))
+
+    def backbone(self) -> Backbone:
+        """What strategies act on: the token and position embeddings and the ``decoder`` stack."""
+        return Backbone(self, [self.wte, self.wpe], self.decoder, [])
 
     def hidden_states(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                       caches: list[dict] | None = None) -> list[Tensor]:
@@ -242,7 +251,7 @@ class GPTForSequenceClassification(nn.Module):
                 labels: Tensor | None = None, token_type_ids: Tensor | None = None) -> ClassifierOutput:
         """``input_ids (B, T)`` padded on the right; ``attention_mask (B, T)``, 1 = real token
         (default: no padding); ``labels (B,)`` in ``[0, C)``. ``token_type_ids`` may only be zeros
-        (a GPT reads one segment): it is accepted so that :mod:`mlstep.tasks` batches fit."""
+        (a GPT reads one segment): it is accepted so that :mod:`mlstep.tasks.labeled` batches fit."""
         if token_type_ids is not None and token_type_ids.any():
             raise ValueError("a GPT has no segments: token_type_ids must be None or all 0")
         if labels is not None:

@@ -17,7 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from mlstep.attention import MultiHeadAttention
-from mlstep.finetune import find_bert, freeze
+from mlstep.finetune import freeze
+from mlstep.transformer import find_backbone
 
 __all__ = ["LoRALinear", "apply_lora", "merge_lora"]
 
@@ -47,15 +48,15 @@ def apply_lora(model: nn.Module, rank: int = 8, alpha: float = 16,
                targets: tuple[str, ...] = ("q_proj", "v_proj")) -> list[LoRALinear]:
     """Wrap the ``targets`` projections of every attention layer in ``model`` with
     :class:`LoRALinear`, in place, and freeze everything but the adapters and the task head
-    (the parameters outside the encoder, when there is one). Returns the new adapters.
+    (every parameter outside the BERT or GPT backbone, when there is one). Returns the new adapters.
 
     ``targets``: among ``q_proj, k_proj, v_proj, out_proj``; the LoRA paper adapts queries and values.
     """
     if isinstance(targets, str) or not targets or not set(targets) <= {"q_proj", "k_proj", "v_proj", "out_proj"}:
         raise ValueError(f"targets must name some of q_proj, k_proj, v_proj, out_proj, got {targets!r}")
     try:
-        encoder = {id(p) for p in find_bert(model).parameters()}
-        head = [p for p in model.parameters() if id(p) not in encoder]
+        inside = {id(p) for p in find_backbone(model).model.parameters()}
+        head = [p for p in model.parameters() if id(p) not in inside]
     except TypeError:  # a bare stack of attention layers: no head to keep
         head = []
     attentions = [m for m in model.modules() if isinstance(m, MultiHeadAttention)]

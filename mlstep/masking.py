@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mlstep.checks import check_ids
-from mlstep.utils import IGNORE_INDEX
+from mlstep.tools.checks import check_ids
+from mlstep.tools.runtime import IGNORE_INDEX
 
 __all__ = ["mask_tokens", "nsp_pairs", "sop_pairs"]
 

@@ -7,8 +7,8 @@ The loop is nanoGPT's, in the standard order::
 What differs between stages lives in ``step_fn`` (how a batch becomes a loss) and ``eval_fn``
 (how the model is measured): no trainer classes, no callbacks. What a run needs around the loop
 stays out of its way: the device, bf16 autocast and ``torchrun`` processes are decided in
-:mod:`mlstep.utils`; exact resume (weights, optimizer, random generators, data position) lives in
-:mod:`mlstep.checkpoint`.
+:mod:`mlstep.tools.runtime`; exact resume (weights, optimizer, random generators, data position) lives in
+:mod:`mlstep.tools.checkpoint`.
 
 Under ``torchrun --nproc_per_node=N`` the loop joins the process group, wraps the model in
 DistributedDataParallel and lets rank 0 alone show progress and save. Give each process its shard
@@ -27,8 +27,15 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from mlstep.checkpoint import ResumableBatches, load_checkpoint, save_checkpoint
-from mlstep.utils import autocast, set_seed, setup_distributed, to_device, unwrap_model
+from mlstep.tools.checkpoint import ResumableBatches, load_checkpoint, save_checkpoint
+from mlstep.tools.runtime import (
+    autocast,
+    eval_mode,
+    set_seed,
+    setup_distributed,
+    to_device,
+    unwrap_model,
+)
 
 __all__ = ["TrainConfig", "History", "train", "evaluate", "lr_schedule", "make_optimizer"]
 
@@ -140,12 +147,8 @@ class History:
 @torch.no_grad()
 def evaluate(model: nn.Module, eval_fn: Callable[[nn.Module], Mapping[str, float]]) -> dict[str, float]:
     """``eval_fn(model)`` in eval mode (no dropout) without gradients; the mode is restored after."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         return {k: float(v) for k, v in eval_fn(model).items()}
-    finally:
-        model.train(was_training)
 
 
 def _loss_and_values(out: Any, step: int) -> tuple[Tensor, dict[str, float]]:

@@ -12,17 +12,25 @@ block and GPT-2's::
 
 Pre-LN leaves the stream itself un-normalised (a clean identity path for the gradient), so the
 stack ends with one more LayerNorm. GPT's block is BERT's with ``pre_norm=True, causal=True``.
+
+Below both models also sit what their task heads share (:class:`ClassifierOutput`,
+:func:`classifier_layers`) and :func:`find_backbone`, the one way fine-tuning strategies (freezing,
+unfreezing, layer-wise rates, LoRA, pruning, layer copying) find a model's embeddings and stack, so
+each strategy works on BERT and GPT alike.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from torch import Tensor, nn
 
 from mlstep.attention import MultiHeadAttention
-from mlstep.checks import check_width
 from mlstep.config import TransformerConfig
+from mlstep.tools.checks import check_probability, check_width
 
-__all__ = ["FeedForward", "TransformerBlock", "Transformer", "init_weights"]
+__all__ = ["FeedForward", "TransformerBlock", "Transformer", "init_weights", "Backbone", "find_backbone",
+           "ClassifierOutput", "classifier_layers"]
 
 
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
@@ -95,3 +103,38 @@ class Transformer(nn.Module):
             states.append(x)
         states[-1] = self.final_norm(x)
         return states
+
+
+class Backbone(NamedTuple):
+    """The parts of a language model that fine-tuning strategies act on, BERT's and GPT's alike."""
+
+    model: nn.Module  # the BertModel or GPT itself
+    embeddings: list[nn.Module]  # what turns ids into the first hidden state (tokens, positions, segments)
+    stack: Transformer  # the blocks and the final norm
+    top: list[nn.Module]  # above the stack, trained with its top layer (BERT's pooler; none in a GPT)
+
+
+def find_backbone(model: nn.Module) -> Backbone:
+    """The :class:`Backbone` of ``model``: a BertModel, a GPT, or any task model that holds one
+    (the first module, in ``model.modules()`` order, that has a ``backbone()`` method)."""
+    for module in model.modules():
+        if callable(getattr(type(module), "backbone", None)):
+            return module.backbone()
+    raise TypeError(f"{type(model).__name__} holds no mlstep.BertModel or mlstep.GPT: "
+                    "pass a model built on one of them")
+
+
+class ClassifierOutput(NamedTuple):
+    loss: Tensor | None  # None without labels; else the mean cross-entropy over the labelled rows
+    logits: Tensor  # (B, C) for sequences, (B, T, C) for tokens
+
+
+def classifier_layers(hidden_size: int, num_labels: int, dropout: float,
+                      initializer_range: float) -> tuple[nn.Dropout, nn.Linear]:
+    """The two layers of a task head, ``(dropout, classifier)``: ``(…, D) -> (…, C)``."""
+    if not isinstance(num_labels, int) or num_labels < 2:
+        raise ValueError(f"num_labels must be an integer >= 2, got {num_labels!r}")
+    check_probability("dropout", dropout)
+    classifier = nn.Linear(hidden_size, num_labels)
+    init_weights(classifier, initializer_range)
+    return nn.Dropout(dropout), classifier

@@ -9,7 +9,7 @@ Lines are copied unchanged:
 - WikiText-2: the first lines of ``train.txt`` up to about 1 MB, of ``valid.txt`` up to about
   300 kB (whole lines; the licence is CC BY-SA 3.0).
 - UD English EWT: the whole test file; from the training file, the first 1,000 sentences of the
-  seed-0 order of :func:`mlstep.realtext.sample_order` (the order the label budgets draw in), in
+  seed-0 order of :func:`mlstep.tasks.realtext.sample_order` (the order the label budgets draw in), in
   that order, without their ``# newdoc`` / ``# newpar`` comments (they no longer start anything);
   the licence file (CC BY-SA 4.0).
 """
@@ -20,7 +20,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from mlstep.realtext import UD_SLICE_SENTENCES, sample_order
+from mlstep.tasks.realtext import UD_SLICE_SENTENCES, sample_order
 
 ROOT = Path(__file__).resolve().parents[1]
 

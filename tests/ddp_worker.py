@@ -35,8 +35,8 @@ def main(out_dir: str) -> None:
     torch.set_num_threads(1)
     import torch.distributed as dist
 
+    from mlstep.tools.runtime import is_main_process
     from mlstep.train import TrainConfig, train
-    from mlstep.utils import is_main_process
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     x, y = global_batch()

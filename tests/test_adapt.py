@@ -1,4 +1,4 @@
-"""mlstep.adapt: the new domain's words, the vocabulary extended without changing what the model
+"""mlstep.multistage.adapt: the new domain's words, the vocabulary extended without changing what the model
 computes on old text (new rows = the mean of the old pieces, the decoder still tied), and continued
 masked-LM training."""
 
@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mlstep.adapt import continue_pretraining, extend_vocabulary, new_words
 from mlstep.bert import BertConfig, BertForPreTraining
-from mlstep.wordpiece import WordPieceTokenizer
+from mlstep.multistage.adapt import continue_pretraining, extend_vocabulary, new_words
+from mlstep.tokenizers.wordpiece import WordPieceTokenizer
 
 OLD = ["the soup was good and lovely .", "the cake was bad .", "anna cooked the soup .",
        "the pilot flew to the island with tim ."] * 20  # every letter the new words need

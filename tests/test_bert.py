@@ -16,7 +16,7 @@ from mlstep.bert import (
     bert_from_hf,
     mlm_loss,
 )
-from mlstep.utils import count_parameters
+from mlstep.tools.runtime import count_parameters
 
 transformers = pytest.importorskip("transformers")
 

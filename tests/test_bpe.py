@@ -1,4 +1,4 @@
-"""mlstep.bpe: byte-level BPE against Hugging Face `tokenizers` given the same merges, exact round
+"""mlstep.tokenizers.bpe: byte-level BPE against Hugging Face `tokenizers` given the same merges, exact round
 trips of any text, training by hand, save/load and special tokens."""
 
 import json
@@ -8,7 +8,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlstep.bpe import BYTE_TO_CHAR, GPT2_PATTERN, ByteLevelBPETokenizer, bytes_to_unicode
+from mlstep.tokenizers.bpe import (
+    BYTE_TO_CHAR,
+    GPT2_PATTERN,
+    ByteLevelBPETokenizer,
+    bytes_to_unicode,
+)
 
 tokenizers = pytest.importorskip("tokenizers")
 

@@ -1,4 +1,4 @@
-"""mlstep.causal_lm: packing, the n-gram baselines against hand counts, evaluation against
+"""mlstep.tasks.causal_lm: packing, the n-gram baselines against hand counts, evaluation against
 F.cross_entropy, the conditional-generation data, batched completion, attention maps, save/load."""
 
 import math
@@ -7,8 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mlstep.bpe import ByteLevelBPETokenizer
-from mlstep.causal_lm import (
+from mlstep.data import CorpusConfig, generate_corpus
+from mlstep.generation import generate
+from mlstep.gpt import GPT, GPTConfig, lm_step
+from mlstep.tasks.causal_lm import (
     GPTRecipe,
     NGramLM,
     attention_maps,
@@ -17,15 +19,11 @@ from mlstep.causal_lm import (
     encode_prompted,
     evaluate_lm,
     grammatical_share,
-    load_gpt,
     pack_documents,
     sample_texts,
-    save_gpt,
     split_sentences,
 )
-from mlstep.data import CorpusConfig, generate_corpus
-from mlstep.generation import generate
-from mlstep.gpt import GPT, GPTConfig, lm_step
+from mlstep.tokenizers.bpe import ByteLevelBPETokenizer
 
 SMALL = dict(num_validation_documents=0, sentiment_sizes=(0, 0, 0, 0), topic_sizes=(0, 0, 0, 0),
              tagging_sizes=(0, 0, 0, 0), nli_sizes=(0, 0, 0))
@@ -143,14 +141,5 @@ def test_attention_maps_are_causal_distributions(tok, model):
         assert (m.triu(diagonal=1) == 0).all()  # no position looks ahead
 
 
-def test_save_and_load_round_trip(tok, model, tmp_path):
-    save_gpt(tmp_path, model, tok, {"recipe": {"steps": 1}})
-    again, tok2, meta = load_gpt(tmp_path)
-    assert meta == {"recipe": {"steps": 1}} and tok2.merges == tok.merges and not again.training
-    ids = torch.tensor([[1, 2, 3]])
-    torch.testing.assert_close(again(ids).logits, model(ids).logits)
-    assert again.lm_head.weight is again.wte.weight  # still tied after loading
-    (tmp_path / "model.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(Exception, match="pickle|load|zip|weights"):  # torch's own error: not a checkpoint
-        load_gpt(tmp_path)
+def test_recipe_defaults():
     assert GPTRecipe().block_size == 128

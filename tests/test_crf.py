@@ -7,8 +7,8 @@ import torch
 
 from mlstep.bert import BertConfig
 from mlstep.crf import CRF, BertCRFTagger, pack_words
-from mlstep.tasks import TensorDataset, evaluate_tagger, fit
-from mlstep.utils import set_threads
+from mlstep.tasks.labeled import TensorDataset, evaluate_tagger, finetune_config, fit
+from mlstep.tools.runtime import set_threads
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -146,7 +146,7 @@ def test_bert_crf_tagger_trains_decodes_and_evaluates():
                          extra={"word_ids": [[None, *range(7)]] * 64, "tags": [["B-X", "I-X"] * 3 + ["B-X"]] * 64})
     model = BertCRFTagger(config, 3)
     before = model(**data.tensors).loss.item()
-    history = fit(model, data, steps=60, lr=3e-2)
+    history = fit(model, data, finetune_config(60, 3e-2))
     assert history.series("train.loss")[1][-1] < before / 4
     words = model.decode(ids[:4], None, None, labels[:4] != -100)
     assert words == [[1, 2, 1, 2, 1, 2, 1]] * 4

@@ -1,4 +1,4 @@
-"""mlstep.curriculum: stages in order with their step counts, cycling short stages, one lr schedule
+"""mlstep.multistage.curriculum: stages in order with their step counts, cycling short stages, one lr schedule
 through the whole curriculum, resuming into the right stage, and easy-to-hard pools."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from mlstep.curriculum import Curriculum, growing_pools
-from mlstep.tasks import TensorDataset
+from mlstep.multistage.curriculum import Curriculum, growing_pools
+from mlstep.tasks.labeled import TensorDataset
 from mlstep.train import TrainConfig, train
 
 

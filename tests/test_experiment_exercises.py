@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mlstep.exercises import experiments as ex
-from mlstep.utils import set_threads
+from mlstep.tools.runtime import set_threads
 
 # (check, the experiment it runs, whether running it takes seconds: the course model is evaluated)
 EXPERIMENTS = [

@@ -24,9 +24,9 @@ from mlstep.finetune import (
     unfreezing_stages,
 )
 from mlstep.lora import LoRALinear, apply_lora, merge_lora
-from mlstep.tasks import align_labels_to_pieces, pieces_to_word_predictions
+from mlstep.tasks.labeled import align_labels_to_pieces, pieces_to_word_predictions
+from mlstep.tools.runtime import count_parameters
 from mlstep.train import TrainConfig, train
-from mlstep.utils import count_parameters
 
 V, C = 40, 3
 CFG = BertConfig(vocab_size=V, hidden_size=16, num_layers=3, num_heads=2, intermediate_size=32,
@@ -209,7 +209,7 @@ def test_align_labels_to_pieces_by_hand():
 
 
 def test_align_labels_with_the_course_tokenizer():
-    from mlstep.wordpiece import WordPieceTokenizer
+    from mlstep.tokenizers.wordpiece import WordPieceTokenizer
 
     tok = WordPieceTokenizer.train(["the cat sat", "the dog ran", "hotdog catdog"] * 3, vocab_size=30,
                                    min_frequency=1)

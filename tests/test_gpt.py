@@ -19,8 +19,8 @@ from mlstep.gpt import (
     lm_step,
     next_token_targets,
 )
+from mlstep.tools.runtime import count_parameters
 from mlstep.transformer import Transformer
-from mlstep.utils import count_parameters
 
 transformers = pytest.importorskip("transformers")
 

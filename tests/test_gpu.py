@@ -17,9 +17,9 @@ import torch.nn.functional as F
 import mlstep
 from mlstep.attention import MultiHeadAttention
 from mlstep.bert import BertConfig, BertForPreTraining
-from mlstep.checkpoint import load_checkpoint, save_checkpoint
 from mlstep.config import TransformerConfig
 from mlstep.masking import mask_tokens
+from mlstep.tools.checkpoint import load_checkpoint, save_checkpoint
 from mlstep.train import TrainConfig, train
 
 pytestmark = pytest.mark.gpu

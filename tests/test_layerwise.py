@@ -1,4 +1,4 @@
-"""mlstep.layerwise: the weighted per-layer loss against F.cross_entropy, the heads read the
+"""mlstep.multistage.layerwise: the weighted per-layer loss against F.cross_entropy, the heads read the
 encoder's hidden states, α = one-hot is the plain last-layer classifier, and with a frozen encoder
 the heads train as independent probes."""
 
@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from mlstep.bert import BertConfig, BertModel
 from mlstep.finetune import classification_step, freeze_encoder, mean_pool
-from mlstep.layerwise import LayerwiseClassifier, layer_accuracies, layerwise_loss
-from mlstep.tasks import TensorDataset, fit
+from mlstep.multistage.layerwise import LayerwiseClassifier, layer_accuracies, layerwise_loss
+from mlstep.tasks.labeled import TensorDataset, finetune_config, fit
 from mlstep.train import TrainConfig, train
 
 V, C = 30, 3
@@ -97,7 +97,7 @@ def test_from_pretrained_copies_and_fit_runs():
     model = LayerwiseClassifier.from_pretrained(bert, C, weights=[0.25, 0.25, 0.25, 1.0])
     assert model.bert is not bert
     torch.testing.assert_close(model.bert.state_dict(), bert.state_dict())
-    history = fit(model, TensorDataset(data(n=16)), steps=3, batch_size=8)
+    history = fit(model, TensorDataset(data(n=16)), finetune_config(3), batch_size=8)
     assert len(history.train) == 1
 
 

@@ -9,7 +9,7 @@ import torch
 from scipy.stats import chisquare
 
 from mlstep.masking import mask_tokens, nsp_pairs, sop_pairs
-from mlstep.utils import IGNORE_INDEX
+from mlstep.tools.runtime import IGNORE_INDEX
 
 V = 50
 MASK = 4

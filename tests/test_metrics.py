@@ -25,7 +25,7 @@ from mlstep.metrics import (  # noqa: E402
     perplexity,
     precision_recall_f1,
 )
-from mlstep.plot import plot_confusion_matrix  # noqa: E402
+from mlstep.tools.plot import plot_confusion_matrix  # noqa: E402
 
 skm = pytest.importorskip("sklearn.metrics")
 
@@ -382,7 +382,7 @@ def test_plot_confusion_matrix():
 
 
 def test_error_bars():
-    from mlstep.plot import error_bars
+    from mlstep.tools.plot import error_bars
 
     groups = {"test": {"a": (0.9, 0.02), "b": (0.7, 0.1)}, "unseen": {"a": (0.8, 0.05)}}
     ax = error_bars(groups, "accuracy", title="t", live={"test": {"a": 0.91}})

@@ -1,4 +1,4 @@
-"""mlstep.multitask: heads share one encoder, a step touches only its task's head, the sampling
+"""mlstep.multistage.multitask: heads share one encoder, a step touches only its task's head, the sampling
 probabilities and batch composition, exact resume, and training several tasks at once."""
 
 from __future__ import annotations
@@ -16,10 +16,15 @@ from mlstep.finetune import (
     BertForTokenClassification,
     classification_step,
 )
-from mlstep.multitask import MultiTaskBatches, MultiTaskModel, multitask_step_fn, task_probabilities
-from mlstep.tasks import TensorDataset, evaluate_classifier
+from mlstep.multistage.multitask import (
+    MultiTaskBatches,
+    MultiTaskModel,
+    multitask_step_fn,
+    task_probabilities,
+)
+from mlstep.tasks.labeled import TensorDataset, evaluate_classifier
+from mlstep.tools.runtime import count_parameters
 from mlstep.train import TrainConfig, train
-from mlstep.utils import count_parameters
 
 V = 30
 CFG = BertConfig(vocab_size=V, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,

@@ -1,4 +1,4 @@
-"""mlstep.pipeline: stages chained in order on copies, the size on disk of a state dict, and the
+"""mlstep.multistage.pipeline: stages chained in order on copies, the size on disk of a state dict, and the
 interleaved latency timer."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from mlstep.pipeline import latencies, run_stages, size_on_disk
+from mlstep.multistage.pipeline import latencies, run_stages, size_on_disk
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

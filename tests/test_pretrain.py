@@ -1,4 +1,4 @@
-"""mlstep.pretrain: pairs, encoding, dynamic masking, the pretraining step and its evaluation."""
+"""mlstep.tasks.masked_lm: pairs, encoding, dynamic masking, the pretraining step and its evaluation."""
 
 import math
 
@@ -7,17 +7,15 @@ import torch
 import torch.nn.functional as F
 
 import mlstep
-from mlstep.pretrain import (
+from mlstep.tasks.course import load_course_model
+from mlstep.tasks.masked_lm import (
     MaskingCollator,
     PairDataset,
     evaluate_pretraining,
     fill_mask,
     fixed_batches,
-    load_course_model,
-    load_pretrained,
     make_pairs,
     pretraining_step,
-    save_pretrained,
     unigram_baseline,
 )
 
@@ -141,25 +139,10 @@ def test_fill_mask_returns_top_k_non_special_tokens(tok, model):
         fill_mask(model, tok, "no mask here .")
 
 
-def test_save_and_load_pretrained_round_trip(tmp_path, tok, model):
-    save_pretrained(tmp_path / "m", model, tok, {"note": "test"})
-    loaded, tok2, meta = load_pretrained(tmp_path / "m")
-    ids = torch.tensor([tok.encode("the soup was good .").ids])
-    with torch.no_grad():
-        torch.testing.assert_close(loaded.eval()(ids).mlm_logits, model(ids).mlm_logits)
-    assert tok2.vocab == tok.vocab and meta == {"note": "test"}
-    assert loaded.predictions.decoder.weight is loaded.bert.embeddings.word_embeddings.weight  # still tied
-    with pytest.raises(FileNotFoundError):
-        load_pretrained(tmp_path / "missing")
-    torch.save({"format": "something else"}, tmp_path / "m" / "model.pt")
-    with pytest.raises(ValueError, match="not an mlstep pretrained model"):
-        load_pretrained(tmp_path / "m")
-
-
 def test_committed_course_model_loads_and_is_pretrained():
     model, tokenizer, meta = load_course_model(rebuild=False)
     assert meta["recipe"]["objective"] == "mlm+nsp"
     assert meta["final_eval"]["mlm_accuracy"] > 0.5 and meta["final_eval"]["nsp_accuracy"] > 0.7
     assert tokenizer.vocab_size == model.config.vocab_size
-    with pytest.raises(FileNotFoundError, match="python -m mlstep.pretrain"):
-        load_course_model("/nonexistent/folder", rebuild=False)
+    with pytest.raises(FileNotFoundError, match="python -m mlstep.tasks bert"):
+        load_course_model("bert", "/nonexistent/folder", rebuild=False)

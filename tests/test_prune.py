@@ -1,4 +1,4 @@
-"""mlstep.prune: magnitude masks equal torch.nn.utils.prune's (global and per layer), pruned weights
+"""mlstep.multistage.prune: magnitude masks equal torch.nn.utils.prune's (global and per layer), pruned weights
 stay zero through training, head and neuron removal against Hugging Face's prune_linear_layer and
 against zeroing the removed units' outputs, nothing removed = the same outputs, and the importance
 scores against gates on each head's output."""
@@ -14,7 +14,7 @@ from torch import nn
 
 from mlstep.bert import BertConfig
 from mlstep.finetune import BertForSequenceClassification, classification_step
-from mlstep.prune import (
+from mlstep.multistage.prune import (
     apply_masks,
     keep_columns,
     keep_rows,
@@ -26,8 +26,8 @@ from mlstep.prune import (
     sparsity,
     structured_importance,
 )
+from mlstep.tools.runtime import count_parameters
 from mlstep.train import TrainConfig, train
-from mlstep.utils import count_parameters
 
 V, C = 30, 2
 CFG = BertConfig(vocab_size=V, hidden_size=16, num_layers=2, num_heads=4, intermediate_size=32,

@@ -51,6 +51,47 @@ def test_no_module_is_over_400_lines():
 
 def test_every_reading_path_module_is_documented():
     listed = {path for path, _ in reading_path()}
-    for name in ("config", "attention", "transformer", "bert", "masking", "train", "finetune", "lora", "distill",
-                 "gpt", "generation"):
+    for name in ("config", "attention", "transformer", "bert", "masking", "train", "finetune", "lora", "crf",
+                 "distill", "gpt", "generation"):
         assert f"mlstep/{name}.py" in listed
+
+
+def test_the_top_of_the_package_is_the_reading_path_and_nothing_else():
+    top = {str(p.relative_to(ROOT)) for p in (ROOT / "mlstep").glob("*.py")} - {"mlstep/__init__.py"}
+    assert top == {path for path, _ in reading_path()}, "move modules off the reading path into the folder of their role"
+
+
+def test_no_function_in_the_package_is_over_60_lines():
+    long = [f"{p.relative_to(ROOT)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for p in (ROOT / "mlstep").rglob("*.py")
+            for node in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60]
+    assert not long, long
+
+
+def imported(path: pathlib.Path) -> set[str]:
+    """The mlstep modules ``path`` imports."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mlstep"):
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names if a.name.startswith("mlstep"))
+    return names
+
+
+def test_dependencies_point_down():
+    """The reading path imports only itself and mlstep.tools; tools import no model; a model file
+    imports no fine-tuning or task code; tasks and multistage never import experiments."""
+    above_models = ("mlstep.tasks", "mlstep.multistage", "mlstep.experiments", "mlstep.exercises")
+    for path, _ in reading_path():
+        bad = {m for m in imported(ROOT / path) if m.startswith(above_models) or m == "mlstep.data"}
+        assert not bad, f"{path} imports {bad}"
+    for name in ("bert", "gpt", "transformer", "attention"):
+        assert "mlstep.finetune" not in imported(ROOT / "mlstep" / f"{name}.py"), name
+    for path in (ROOT / "mlstep" / "tools").glob("*.py"):
+        assert all(m.startswith("mlstep.tools") for m in imported(path)), path
+    for folder in ("tasks", "multistage", "tokenizers", "metrics", "data"):
+        for path in (ROOT / "mlstep" / folder).glob("*.py"):
+            bad = {m for m in imported(path) if m.startswith(("mlstep.experiments", "mlstep.exercises"))}
+            assert not bad, f"{path.relative_to(ROOT)} imports {bad}"

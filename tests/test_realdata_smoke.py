@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from mlstep.bert import BertConfig, BertForPreTraining
-from mlstep.pretrain import save_pretrained
-from mlstep.wordpiece import WordPieceTokenizer
+from mlstep.tasks.store import save_model
+from mlstep.tokenizers.wordpiece import WordPieceTokenizer
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 WORDS = ["the", "film", "was", "good", "bad", "a", "dog", "ran", "home", "slow", "fun", "."]
@@ -67,7 +67,7 @@ def setup(tmp_path_factory):
     torch.manual_seed(0)
     config = BertConfig(tok.vocab_size, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
                         max_position=128, pre_norm=True)
-    save_pretrained(root / "model", BertForPreTraining(config), tok, {"recipe": {"steps": 0}})
+    save_model(root / "model", BertForPreTraining(config), tok, {"recipe": {"steps": 0}})
     return root
 
 
@@ -123,9 +123,9 @@ def test_a_run_of_some_budgets_adds_them_beside_the_others(realdata, setup):
 
 
 def test_budgets_are_seeded_samples_and_sst2_validation_is_held_out(realdata, setup):
-    from mlstep.realtext import load_realtext_model
+    from mlstep.tasks.course import load_course_model
 
-    _, tok, _ = load_realtext_model(setup / "model")
+    _, tok, _ = load_course_model("realtext", setup / "model")
     task = realdata.sst2_task(setup / "data", tok, quick=False)
     assert len(task.train) == 100 and len(task.validation) == realdata.SST2_VALIDATION
     assert task.budgets == [1000, 5000] and task.probe_budget == 1000

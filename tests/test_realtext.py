@@ -1,4 +1,4 @@
-"""mlstep.realtext: the real-text corpus, the recipe's options, the committed model, fine-tuning arms."""
+"""mlstep.tasks.realtext: the real-text corpus, the recipe's options, the committed model, fine-tuning arms."""
 
 from __future__ import annotations
 
@@ -11,23 +11,22 @@ import torch
 
 from mlstep.bert import BertConfig
 from mlstep.data import load_conllu, load_ud_english_ewt
-from mlstep.pretrain import PretrainRecipe, pretrain_on_corpus
-from mlstep.realtext import (
+from mlstep.tasks.course import build_course_model, load_course_model
+from mlstep.tasks.labeled import encode_tagging
+from mlstep.tasks.masked_lm import PretrainRecipe, pretrain_on_corpus
+from mlstep.tasks.realtext import (
     REALTEXT_RECIPE,
     UD_SLICE_SENTENCES,
     FinetuneSetting,
-    build_realtext_model,
     fine_tune,
     grouped,
-    load_realtext_model,
     pretraining_corpus,
     sample_order,
     treebank_documents,
     wikitext_documents,
 )
-from mlstep.tasks import encode_tagging
-from mlstep.utils import IGNORE_INDEX
-from mlstep.wordpiece import WordPieceTokenizer
+from mlstep.tokenizers.wordpiece import WordPieceTokenizer
+from mlstep.tools.runtime import IGNORE_INDEX
 
 REALDATA = Path(os.environ.get("MLSTEP_REALDATA") or Path(__file__).resolve().parents[2] / "shared" / "realdata")
 TINY = replace(REALTEXT_RECIPE, vocab_size=120, hidden_size=16, num_heads=2, intermediate_size=32, steps=4,
@@ -101,11 +100,11 @@ def test_recipe_options_whole_word_and_longer_position_table():
 
 
 def test_build_and_load_realtext_model(tmp_path, data):
-    meta = build_realtext_model(tmp_path / "model", data, TINY)
+    meta = build_course_model("realtext", tmp_path / "model", TINY, data=data)
     assert meta["words"]["sst2"] == 40 and meta["recipe"]["steps"] == 4
     assert meta["cpu_minutes"] > 0 and meta["tokens_seen"] > 4 * 4 * 5  # 4 steps of 4 pairs, > 5 pieces each
     assert [e["step"] for e in meta["evals"]] == [2, 4] and 0 <= meta["evals"][-1]["mlm_accuracy"] <= 1
-    model, tok, loaded = load_realtext_model(tmp_path / "model")
+    model, tok, loaded = load_course_model("realtext", tmp_path / "model")
     assert loaded["pairs"] == meta["pairs"] and model.config.max_position == 40
     assert not model.training and tok.token_to_id("boats") is not None
 
@@ -138,7 +137,7 @@ def test_fine_tune_arms_and_probe():
 
 
 def test_committed_realtext_model_states_its_cost():
-    model, tok, meta = load_realtext_model()
+    model, tok, meta = load_course_model("realtext")
     assert tok.vocab_size == meta["recipe"]["vocab_size"] == model.config.vocab_size
     assert model.config.max_position == REALTEXT_RECIPE.max_position
     assert meta["recipe"]["steps"] == REALTEXT_RECIPE.steps and meta["tokens_seen"] > 10_000_000
@@ -157,7 +156,7 @@ def test_committed_ud_slice_is_the_seed_0_sample_of_the_full_treebank():
 def test_hub_available_asks_once_and_respects_offline_mode(monkeypatch):
     import socket
 
-    from mlstep.utils import hub_available
+    from mlstep.tools.runtime import hub_available
 
     class Connection:
         def close(self):

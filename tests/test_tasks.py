@@ -1,4 +1,4 @@
-"""mlstep.tasks: encoding labeled data, fine-tuning through mlstep.train, and scoring."""
+"""mlstep.tasks.labeled: encoding labeled data, fine-tuning through mlstep.train, and scoring."""
 
 import pytest
 import torch
@@ -9,21 +9,22 @@ import mlstep
 from mlstep.finetune import (
     BertForSequenceClassification,
     BertForTokenClassification,
-    ClassifierOutput,
 )
 from mlstep.metrics import entity_f1
-from mlstep.tasks import (
+from mlstep.tasks.labeled import (
     TensorDataset,
     concat_datasets,
     encode_classification,
     encode_tagging,
     evaluate_classifier,
     evaluate_tagger,
+    finetune_config,
     fit,
     predict,
     trim_padding,
     word_accuracy,
 )
+from mlstep.transformer import ClassifierOutput
 
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 SENTENCES = [
@@ -109,7 +110,7 @@ def test_finetune_learns_a_separable_task_through_the_train_loop(tok):
     cfg = mlstep.BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_layers=1, num_heads=2,
                             intermediate_size=32, max_position=32, dropout=0.0)
     model = BertForSequenceClassification(cfg, 2)
-    history = fit(model, data, steps=40, lr=3e-3, batch_size=8)
+    history = fit(model, data, finetune_config(40, 3e-3), batch_size=8)
     assert len(history.train) > 0 and history.train[-1]["loss"] < history.train[0]["loss"]
     assert evaluate_classifier(model, data) == 1.0
     assert predict(model, data).shape == (32, 2)

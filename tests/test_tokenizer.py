@@ -1,4 +1,4 @@
-"""mlstep.wordpiece: against Hugging Face's pure-Python BERT tokenizer, a naive trainer, and by hand."""
+"""mlstep.tokenizers.wordpiece: against Hugging Face's pure-Python BERT tokenizer, a naive trainer, and by hand."""
 
 import json
 import random
@@ -12,8 +12,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlstep.tokenizer import Encoding
-from mlstep.wordpiece import SPECIAL_TOKENS, WordPieceTokenizer, normalize_and_pretokenize
+from mlstep.tokenizers.base import Encoding
+from mlstep.tokenizers.wordpiece import (
+    SPECIAL_TOKENS,
+    WordPieceTokenizer,
+    normalize_and_pretokenize,
+)
 
 CORPUS = [
     "The movie was wonderful, and the actors were brilliant!",

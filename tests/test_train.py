@@ -1,4 +1,4 @@
-"""mlstep.train and mlstep.checkpoint: the loop against hand-written references, exact resume,
+"""mlstep.train and mlstep.tools.checkpoint: the loop against hand-written references, exact resume,
 atomic checkpoints, error messages, and DDP gradients against a single process."""
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-import mlstep.checkpoint as ckpt_mod
-from mlstep.checkpoint import load_checkpoint, save_checkpoint
+import mlstep.tools.checkpoint as ckpt_mod
+from mlstep.tools.checkpoint import load_checkpoint, save_checkpoint
+from mlstep.tools.runtime import to_device
 from mlstep.train import History, TrainConfig, lr_schedule, make_optimizer, train
-from mlstep.utils import to_device
 
 HERE = Path(__file__).resolve().parent
 QUIET = dict(progress=False, device="cpu")

@@ -20,12 +20,12 @@ Why the corpus is shaped this way (see data/README.md, the data card):
 from __future__ import annotations
 
 import functools
-import random
 from dataclasses import dataclass
 from typing import Any
 
 from mlstep.data import lexicon as lx
 from mlstep.data.domain import HEALTH, Domain
+from mlstep.data.sampling import _a, _full, _maybe_int, _org, _Rng
 
 __all__ = ["CorpusConfig", "generate_corpus", "TOPICS", "SENTIMENT_LABELS", "TAGS", "NLI_LABELS",
            "TASK_SPLITS"]
@@ -77,162 +77,159 @@ class CorpusConfig:
             )
 
 
-class _Rng:
-    """The few sampling helpers we need, built on ``random()`` only (stable across Pythons)."""
-
-    def __init__(self, seed: int) -> None:
-        self._r = random.Random(seed)
-
-    def index(self, n: int) -> int:
-        return int(self._r.random() * n)
-
-    def chance(self, p: float) -> bool:
-        return self._r.random() < p
-
-    def choice(self, seq):
-        return seq[self.index(len(seq))]
-
-    def sample(self, seq, k: int) -> list:
-        """``k`` distinct items (a partial Fisher–Yates shuffle of a copy)."""
-        pool = list(seq)
-        for i in range(k):
-            j = i + self.index(len(pool) - i)
-            pool[i], pool[j] = pool[j], pool[i]
-        return pool[:k]
-
-    def shuffle(self, items: list) -> None:
-        for i in range(len(items) - 1, 0, -1):
-            j = self.index(i + 1)
-            items[i], items[j] = items[j], items[i]
-
-
-def _a(word: str) -> str:
-    """The indefinite article for ``word``."""
-    return "an" if word[0] in "aeiou" else "a"
-
-
-def _org(base: str, topic: lx.Topic) -> str:
-    return f"{base} {topic.org_word}"
-
-
-def _full(rng: _Rng, first: str, p: float = 0.3) -> str:
-    """``first``, sometimes with a surname ("anna kovel")."""
-    return f"{first} {rng.choice(lx.SURNAMES)}" if rng.chance(p) else first
-
-
-def _maybe_int(rng: _Rng, p: float = 0.4, attributive: bool = False) -> str:
-    """An intensifier and a space, or nothing ("so" only before a predicate: "it was so good")."""
-    pool = lx.INTENSIFIERS[:-1] if attributive else lx.INTENSIFIERS
-    return rng.choice(pool) + " " if rng.chance(p) else ""
-
-
 # --- pretraining documents ---------------------------------------------------------------------
 
 _MARKERS = {1: ["one day ,"], 2: ["first ,", "then"], 3: ["first ,", "then", "later ,"]}
 
 
-def _document(rng: _Rng, doc_id: int, domain: Domain | None = None) -> dict[str, Any]:
-    topic_id = rng.index(len(TOPICS)) if domain is None else None
-    t = lx.TOPIC_WORDS[TOPICS[topic_id]] if domain is None else domain.topic
-    pos, neg = (lx.POSITIVE, lx.NEGATIVE) if domain is None else domain.review_adjectives()
+@dataclass(frozen=True)
+class _Story:
+    """What one document is about, drawn before its first sentence; every sentence draws on it."""
+
+    pol: int  # the document's polarity: 1 positive, 0 negative
+    polar: list[str]  # the adjectives of that polarity
+    opposite: list[str]  # the adjectives of the other
+    x_first: str  # the protagonist
+    x_full: str  # the protagonist, sometimes with a surname
+    y: str  # a second person
+    place: str
+    role: str  # the protagonist's role, a topic word
+    venue: str
+    org: str
+    nouns: list[str]  # five topic nouns, in the order the events use them
+    verbs: list[tuple[str, str, str]]  # three topic verbs: (base, past, participle)
+
+
+def _story(rng: _Rng, t: lx.Topic, pos: list[str], neg: list[str]) -> _Story:
+    """Draw a document's polarity, people, place and topic words."""
     pol = rng.index(2)
     polar, opposite = (pos, neg) if pol else (neg, pos)
     x_first, y = rng.sample(lx.PERSONS, 2)
     x_full = _full(rng, x_first, 0.4)
     place, role, venue = rng.choice(lx.PLACES), rng.choice(t.roles), rng.choice(t.venues)
     org = _org(rng.choice(lx.ORGS), t)
-    nouns = rng.sample(t.nouns, 5)
-    verbs = rng.sample(t.verbs, 3)
+    nouns, verbs = rng.sample(t.nouns, 5), rng.sample(t.verbs, 3)
+    return _Story(pol, polar, opposite, x_first, x_full, y, place, role, venue, org, nouns, verbs)
 
-    intro = rng.choice([
-        f"{x_full} is {_a(role)} {role} from {place} .",
-        f"{x_full} works as {_a(role)} {role} at {org} in {place} .",
-        f"this is the story of {x_full} , {_a(role)} {role} from {place} .",
-        f"{rng.choice(['last', 'on'])} {rng.choice(lx.TIMES)} , {x_full} , {_a(role)} {role} , went to {place} with {y} .",
-        f"{org} hired {x_full} as {_a(role)} {role} in {place} .",
-        f"{x_full} joined {org} as {_a(role)} {role} in {place} .",
-        f"{x_full} is {_a(role)} {role} from {place} who likes to {verbs[0][0]} .",
-        f"{x_full} , {_a(role)} {role} , visited {place} with {y} .",
+
+def _intro(rng: _Rng, story: _Story) -> str:
+    """The first sentence: who the protagonist is, and where."""
+    x, y, place, org = story.x_full, story.y, story.place, story.org
+    a_role = f"{_a(story.role)} {story.role}"
+    return rng.choice([
+        f"{x} is {a_role} from {place} .",
+        f"{x} works as {a_role} at {org} in {place} .",
+        f"this is the story of {x} , {a_role} from {place} .",
+        f"{rng.choice(['last', 'on'])} {rng.choice(lx.TIMES)} , {x} , {a_role} , went to {place} with {y} .",
+        f"{org} hired {x} as {a_role} in {place} .",
+        f"{x} joined {org} as {a_role} in {place} .",
+        f"{x} is {a_role} from {place} who likes to {story.verbs[0][0]} .",
+        f"{x} , {a_role} , visited {place} with {y} .",
     ])
-    sentences = [intro]
 
+
+def _event(rng: _Rng, story: _Story, e: int, marker: str) -> tuple[str, list[str]]:
+    """The ``e``-th event sentence, and the nouns it introduces."""
+    s = story.x_first if rng.chance(0.7) else f"the {story.role}"
+    base, past, part = story.verbs[e]
+    n1, n2 = story.nouns[2 * e % 5], story.nouns[(2 * e + 1) % 5]
+    y, place, venue, org = story.y, story.place, story.venue, story.org
+    k = rng.index(9)
+    if k == 0:
+        sent, new = f"{marker} {s} {past} the {n1} and the {n2} .", [n1, n2]
+    elif k == 7:
+        sent, new = f"{marker} {s} wanted to {base} something , so {s} {past} the {n1} .", [n1]
+    elif k == 8:
+        sent, new = f"{marker} someone {past} the {n1} for {s} .", [n1]
+    elif k == 1:
+        sent, new = f"{marker} {s} {past} the {n1} at the {venue} .", [n1]
+    elif k == 2:
+        sent, new = f"{marker} {s} and {y} {past} the {n1} in {place} .", [n1]
+    elif k == 3:
+        sent, new = f"{marker} {s} met {y} at {org} and they {past} the {n1} .", [n1]
+    elif k == 4:
+        sent, new = f"{marker} the {n1} was {part} by {s} at the {venue} .", [n1]
+    elif k == 5:
+        adj = rng.choice(lx.NEUTRAL_ADJECTIVES)
+        sent, new = f"{marker} {s} {past} the {adj} {n1} with {y} .", [n1]
+    else:
+        other = story.verbs[(e + 1) % 3][1]
+        sent, new = f"{marker} {s} did not {base} the {n1} but {other} the {n2} .", [n2]
+    return sent, new
+
+
+def _review(rng: _Rng, story: _Story, mentioned: list[str]) -> str:
+    """A review of nouns the events mentioned.
+
+    Reviews are mostly *lists of same-polarity adjectives*, the densest signal of a word's
+    polarity; about one sentence in six mixes in a negated opposite ("not awful , it was good"),
+    which teaches negation but blurs plain co-occurrence, so it is kept rare."""
+    n = rng.choice(mentioned)
+    n2 = rng.choice([m for m in mentioned if m != n] or [n])
+    a1, a2, a3 = rng.sample(story.polar, 3)
+    x_first, y, opposite = story.x_first, story.y, story.opposite
+    k = rng.index(12)
+    if k < 3:
+        sent = f"the {n} was {a1} , {a2} and {a3} ."
+    elif k < 5:
+        sent = f"{y} thought the {n} was {a1} and {a2} ."
+    elif k < 7 and n2 != n:
+        sent = f"the {n} and the {n2} were {a1} and {a2} ."
+    elif k < 7:
+        sent = f"{x_first} said the {n} was {_maybe_int(rng)}{a1} and {a2} ."
+    elif k == 7:
+        sent = f"{x_first} {rng.choice(lx.POLAR_VERBS[story.pol])} the {n} , it was {_maybe_int(rng)}{a1} ."
+    elif k == 8:
+        sent = f"everyone at the {story.venue} said the {n} was {_maybe_int(rng)}{a1} ."
+    elif k == 9:
+        words = f"{_maybe_int(rng, attributive=True)}{a1}"
+        sent = f"it was {_a(words)} {words} {n} ."
+    elif k == 10:
+        sent = f"the {n} was not {rng.choice(opposite)} , it was {a1} ."
+    elif rng.chance(0.5):
+        o1, o2 = rng.sample(opposite, 2)
+        sent = f"the {n} was not {o1} or {o2} , it was {a1} ."
+    else:
+        sent = f"{y} found the {n} {_maybe_int(rng)}{a1} and did not find it {rng.choice(opposite)} ."
+    return sent
+
+
+def _conclusion(rng: _Rng, story: _Story) -> str:
+    """The last sentence: how the story ended, in the document's polarity."""
+    pol, x_first, place = story.pol, story.x_first, story.place
+    k = rng.index(4)
+    if k == 3:
+        go = "leave" if pol else "go back to"
+        return f"after that , nobody wanted to {go} {place} ."
+    if k == 0:
+        feel = "was happy and will come back to" if pol else "was upset and will never return to"
+        return f"in the end , {x_first} {feel} {place} ."
+    if k == 1:
+        would = "would" if pol else "would not"
+        return f"overall , {x_first} {would} recommend {story.org} to {rng.choice(lx.COMPANIONS)} ."
+    return f"after that day , {x_first} went home {'happy' if pol else 'sad'} ."
+
+
+def _document(rng: _Rng, doc_id: int, domain: Domain | None = None) -> dict[str, Any]:
+    """One pretraining document: an intro, one to three events, reviews of what the events
+    introduced and, usually, a conclusion; about one of ``TOPICS`` or about ``domain``."""
+    topic_id = rng.index(len(TOPICS)) if domain is None else None
+    t = lx.TOPIC_WORDS[TOPICS[topic_id]] if domain is None else domain.topic
+    pos, neg = (lx.POSITIVE, lx.NEGATIVE) if domain is None else domain.review_adjectives()
+    story = _story(rng, t, pos, neg)
+    sentences = [_intro(rng, story)]
     n_events = 1 + rng.index(3)
     n_reviews = 2 if n_events == 3 else 2 + rng.index(2)  # at most 7 sentences in all
     mentioned: list[str] = []  # nouns the events introduced; the reviews refer back to them
     for e, marker in enumerate(_MARKERS[n_events]):
-        s = x_first if rng.chance(0.7) else f"the {role}"
-        base, past, part = verbs[e]
-        n1, n2 = nouns[2 * e % 5], nouns[(2 * e + 1) % 5]
-        k = rng.index(9)
-        if k == 0:
-            sent, new = f"{marker} {s} {past} the {n1} and the {n2} .", [n1, n2]
-        elif k == 7:
-            sent, new = f"{marker} {s} wanted to {base} something , so {s} {past} the {n1} .", [n1]
-        elif k == 8:
-            sent, new = f"{marker} someone {past} the {n1} for {s} .", [n1]
-        elif k == 1:
-            sent, new = f"{marker} {s} {past} the {n1} at the {venue} .", [n1]
-        elif k == 2:
-            sent, new = f"{marker} {s} and {y} {past} the {n1} in {place} .", [n1]
-        elif k == 3:
-            sent, new = f"{marker} {s} met {y} at {org} and they {past} the {n1} .", [n1]
-        elif k == 4:
-            sent, new = f"{marker} the {n1} was {part} by {s} at the {venue} .", [n1]
-        elif k == 5:
-            adj = rng.choice(lx.NEUTRAL_ADJECTIVES)
-            sent, new = f"{marker} {s} {past} the {adj} {n1} with {y} .", [n1]
-        else:
-            other = verbs[(e + 1) % 3][1]
-            sent, new = f"{marker} {s} did not {base} the {n1} but {other} the {n2} .", [n2]
+        sent, new = _event(rng, story, e, marker)
         sentences.append(sent)
         mentioned += [n for n in new if n not in mentioned]
-
-    # Reviews: mostly *lists of same-polarity adjectives*, the densest signal of a word's
-    # polarity; about one sentence in six mixes in a negated opposite ("not awful , it was good"),
-    # which teaches negation but blurs plain co-occurrence, so it is kept rare.
-    for _ in range(n_reviews):
-        n = rng.choice(mentioned)
-        n2 = rng.choice([m for m in mentioned if m != n] or [n])
-        a1, a2, a3 = rng.sample(polar, 3)
-        k = rng.index(12)
-        if k < 3:
-            sent = f"the {n} was {a1} , {a2} and {a3} ."
-        elif k < 5:
-            sent = f"{y} thought the {n} was {a1} and {a2} ."
-        elif k < 7 and n2 != n:
-            sent = f"the {n} and the {n2} were {a1} and {a2} ."
-        elif k < 7:
-            sent = f"{x_first} said the {n} was {_maybe_int(rng)}{a1} and {a2} ."
-        elif k == 7:
-            sent = f"{x_first} {rng.choice(lx.POLAR_VERBS[pol])} the {n} , it was {_maybe_int(rng)}{a1} ."
-        elif k == 8:
-            sent = f"everyone at the {venue} said the {n} was {_maybe_int(rng)}{a1} ."
-        elif k == 9:
-            words = f"{_maybe_int(rng, attributive=True)}{a1}"
-            sent = f"it was {_a(words)} {words} {n} ."
-        elif k == 10:
-            sent = f"the {n} was not {rng.choice(opposite)} , it was {a1} ."
-        elif rng.chance(0.5):
-            o1, o2 = rng.sample(opposite, 2)
-            sent = f"the {n} was not {o1} or {o2} , it was {a1} ."
-        else:
-            sent = f"{y} found the {n} {_maybe_int(rng)}{a1} and did not find it {rng.choice(opposite)} ."
-        sentences.append(sent)
-
+    sentences += [_review(rng, story, mentioned) for _ in range(n_reviews)]
     if not rng.chance(0.1):  # a few documents end without a conclusion
-        k = rng.index(4)
-        if k == 3:
-            go = "leave" if pol else "go back to"
-            sentences.append(f"after that , nobody wanted to {go} {place} .")
-        elif k == 0:
-            feel = "was happy and will come back to" if pol else "was upset and will never return to"
-            sentences.append(f"in the end , {x_first} {feel} {place} .")
-        elif k == 1:
-            would = "would" if pol else "would not"
-            sentences.append(f"overall , {x_first} {would} recommend {org} to {rng.choice(lx.COMPANIONS)} .")
-        else:
-            sentences.append(f"after that day , {x_first} went home {'happy' if pol else 'sad'} .")
-    return {"doc_id": doc_id, **({} if domain else {"topic": topic_id}), "polarity": pol, "sentences": sentences}
+        sentences.append(_conclusion(rng, story))
+    return {"doc_id": doc_id, **({} if domain else {"topic": topic_id}), "polarity": story.pol,
+            "sentences": sentences}
 
 
 # --- labeled tasks -----------------------------------------------------------------------------

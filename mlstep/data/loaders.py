@@ -199,6 +199,50 @@ def load_imdb(path: str | os.PathLike | None = None):
     return _dataset_dict(splits, Features({"text": Value("string"), "label": Value("int64")}))
 
 
+def _read_mnli_jsonl(file: Path) -> list[tuple[str, str, str, int]]:
+    """``(premise, hypothesis, gold_label, line)`` of each record of an MNLI JSON Lines file."""
+    with open(file, encoding="utf-8") as f:
+        rows = []
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                ex = json.loads(line)
+                rows.append((ex["sentence1"], ex["sentence2"], ex["gold_label"], n))
+            except (ValueError, KeyError) as e:
+                raise ValueError(f"{file}, line {n}: expected a JSON object with "
+                                 f"sentence1, sentence2, gold_label ({e})") from None
+    return rows
+
+
+def _read_mnli_tsv(file: Path) -> list[tuple[str, str, str, int]]:
+    """``(premise, hypothesis, gold_label, line)`` of each row of a GLUE MNLI TSV file."""
+    header, body = _read_tsv(file)
+    i1, i2 = _column(header, "sentence1", file), _column(header, "sentence2", file)
+    il = _column(header, "gold_label", file)
+    rows = []
+    for n, r in enumerate(body, start=2):
+        if len(r) != len(header):
+            raise ValueError(f"{file}, line {n}: {len(r)} tab-separated fields, but the "
+                             f"header has {len(header)}")
+        rows.append((r[i1], r[i2], r[il], n))
+    return rows
+
+
+def _nli_columns(rows: list[tuple[str, str, str, int]], file: Path) -> dict[str, list]:
+    """The columns ``premise, hypothesis, label`` of ``rows``, pairs without a gold label dropped."""
+    cols: dict[str, list] = {"premise": [], "hypothesis": [], "label": []}
+    for premise, hypothesis, gold, n in rows:
+        if gold == "-":
+            continue  # annotators did not agree
+        if gold not in _NLI:
+            raise ValueError(f"{file}, line {n}: unknown gold_label {gold!r}; expected one of {_NLI}")
+        cols["premise"].append(premise)
+        cols["hypothesis"].append(hypothesis)
+        cols["label"].append(_NLI.index(gold))
+    return cols
+
+
 def load_mnli(path: str | os.PathLike | None = None):
     """MultiNLI (premise / hypothesis → entailment 0, neutral 1, contradiction 2).
 
@@ -229,38 +273,8 @@ def load_mnli(path: str | os.PathLike | None = None):
     }, "MNLI")
     splits = {}
     for split, file in files.items():
-        cols: dict[str, list] = {"premise": [], "hypothesis": [], "label": []}
-        if file.suffix == ".jsonl":
-            with open(file, encoding="utf-8") as f:
-                rows = []
-                for n, line in enumerate(f, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        ex = json.loads(line)
-                        rows.append((ex["sentence1"], ex["sentence2"], ex["gold_label"], n))
-                    except (ValueError, KeyError) as e:
-                        raise ValueError(f"{file}, line {n}: expected a JSON object with "
-                                         f"sentence1, sentence2, gold_label ({e})") from None
-        else:
-            header, body = _read_tsv(file)
-            i1, i2 = _column(header, "sentence1", file), _column(header, "sentence2", file)
-            il = _column(header, "gold_label", file)
-            rows = []
-            for n, r in enumerate(body, start=2):
-                if len(r) != len(header):
-                    raise ValueError(f"{file}, line {n}: {len(r)} tab-separated fields, but the "
-                                     f"header has {len(header)}")
-                rows.append((r[i1], r[i2], r[il], n))
-        for premise, hypothesis, gold, n in rows:
-            if gold == "-":
-                continue  # annotators did not agree
-            if gold not in _NLI:
-                raise ValueError(f"{file}, line {n}: unknown gold_label {gold!r}; expected one of {_NLI}")
-            cols["premise"].append(premise)
-            cols["hypothesis"].append(hypothesis)
-            cols["label"].append(_NLI.index(gold))
-        splits[split] = cols
+        rows = _read_mnli_jsonl(file) if file.suffix == ".jsonl" else _read_mnli_tsv(file)
+        splits[split] = _nli_columns(rows, file)
     return _dataset_dict(splits, Features({"premise": Value("string"), "hypothesis": Value("string"),
                                            "label": ClassLabel(names=_NLI)}))
 

@@ -29,7 +29,7 @@ from mlstep.data.corpus import (
     CorpusConfig,
     generate_corpus,
 )
-from mlstep.utils import atomic_write
+from mlstep.tools.runtime import atomic_write
 
 __all__ = ["default_data_dir", "realtext_dir", "write_corpus", "load_task", "corpus_fingerprint", "english_sample"]
 

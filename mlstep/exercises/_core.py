@@ -117,6 +117,56 @@ def _value_diff(expected: Tensor, got: Tensor) -> str:
     return msg
 
 
+def _output_tensor(fn: Callable[..., Any], case: _Case, args: tuple, where: str,
+                   output: Callable[[Any], Any], error_hint: Callable[[_Case, str], str | None],
+                   ) -> tuple[Tensor | None, str | None]:
+    """``(tensor to compare, None)`` from ``fn(*args)``, or ``(None, failure message)``."""
+    try:
+        result = fn(*args)
+    except Exception as e:
+        err = f"{type(e).__name__}: {_one_line(e)}"
+        hint = error_hint(case, err)
+        return None, f"your function raised {err} {where}" + (f" — hint: {hint}" if hint else "")
+    try:
+        got = output(result)
+    except Exception as e:
+        return None, f"{_one_line(e)} {where}"
+    if not isinstance(got, Tensor):
+        return None, f"not a tensor: your function returned {type(got).__name__}, expected a torch.Tensor {where}"
+    return got, None
+
+
+def _form_problem(case: _Case, args: tuple, got: Tensor,
+                  shape_hint: Callable[[_Case, tuple], str | None]) -> str | None:
+    """An input changed in place, or an output of the wrong shape or dtype; None if neither."""
+    # arg_names may be shorter than args (only tensors are named)
+    for name, before, after in zip(case.arg_names, case.args, args, strict=False):
+        if isinstance(before, Tensor) and not torch.equal(before, after):
+            return (f"your function changed its input `{name}` in place (e.g. `{name} /= ...` or "
+                    f"a method ending in `_`); compute a new tensor instead")
+    expected = case.expected
+    if got.shape != expected.shape:
+        hint = shape_hint(case, tuple(got.shape))
+        return (f"wrong output shape: expected {tuple(expected.shape)}, got {tuple(got.shape)}"
+                + (f" — {hint}" if hint else ""))
+    if got.dtype != expected.dtype:
+        why = ("a mask must be boolean (True = may attend); use dtype=torch.bool or `.bool()`"
+               if expected.dtype == torch.bool else "keep the dtype of the inputs")
+        return f"wrong dtype: expected {expected.dtype}, got {got.dtype} — {why}"
+    return None
+
+
+def _value_problem(case: _Case, got: Tensor, diagnose: Callable[[_Case, Tensor], str | None]) -> str | None:
+    """Why the values of ``got`` (right shape and dtype) are wrong, most specific first; None if right."""
+    got = got.detach().cpu()
+    if _same(got, case.expected):
+        return None
+    for diagnosis, wrong in case.wrong:
+        if _same(got, wrong):
+            return diagnosis
+    return diagnose(case, got) or _value_diff(case.expected, got)
+
+
 def _run_cases(
     fn: Callable[..., Any],
     cases: Sequence[_Case],
@@ -145,41 +195,13 @@ def _run_cases(
         where = f"(case {i}/{n}: {case.label})"
         # The learner gets copies, so an in-place edit of an input cannot change the reference.
         args = tuple(a.clone() if isinstance(a, Tensor) else a for a in case.args)
-        try:
-            result = fn(*args)
-        except Exception as e:
-            err = f"{type(e).__name__}: {_one_line(e)}"
-            hint = error_hint(case, err)
-            return False, f"your function raised {err} {where}" + (f" — hint: {hint}" if hint else "")
-        try:
-            got = output(result)
-        except Exception as e:
-            return False, f"{_one_line(e)} {where}"
-        if not isinstance(got, Tensor):
-            return False, f"not a tensor: your function returned {type(got).__name__}, expected a torch.Tensor {where}"
-        # arg_names may be shorter than args (only tensors are named)
-        for name, before, after in zip(case.arg_names, case.args, args, strict=False):
-            if isinstance(before, Tensor) and not torch.equal(before, after):
-                return False, (f"your function changed its input `{name}` in place (e.g. `{name} /= ...` or "
-                               f"a method ending in `_`); compute a new tensor instead {where}")
-        expected = case.expected
-        if got.shape != expected.shape:
-            hint = shape_hint(case, tuple(got.shape))
-            return False, (f"wrong output shape: expected {tuple(expected.shape)}, got {tuple(got.shape)}"
-                           + (f" — {hint}" if hint else "") + f" {where}")
-        if got.dtype != expected.dtype:
-            why = ("a mask must be boolean (True = may attend); use dtype=torch.bool or `.bool()`"
-                   if expected.dtype == torch.bool else "keep the dtype of the inputs")
-            return False, f"wrong dtype: expected {expected.dtype}, got {got.dtype} — {why} {where}"
-        got = got.detach().cpu()
-        if _same(got, expected):
-            continue
-        for diagnosis, wrong in case.wrong:
-            if _same(got, wrong):
-                return False, f"{diagnosis} {where}"
-        symptom = diagnose(case, got)
-        return False, f"{symptom or _value_diff(expected, got)} {where}"
-    return True, f"passed ({n} case{'s' if n != 1 else ''})"
+        got, failure = _output_tensor(fn, case, args, where, output, error_hint)
+        if got is None:
+            return False, failure
+        problem = _form_problem(case, args, got, shape_hint) or _value_problem(case, got, diagnose)
+        if problem is not None:
+            return False, f"{problem} {where}"
+    return True, _passed(n)
 
 
 def _randn(g: torch.Generator, *shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -188,7 +210,6 @@ def _randn(g: torch.Generator, *shape: int, dtype: torch.dtype = torch.float32) 
 
 def _shape_str(x: Tensor) -> str:
     return str(tuple(x.shape))
-
 
 
 def _passed(n: int) -> str:

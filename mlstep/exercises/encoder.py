@@ -17,8 +17,8 @@ import torch
 
 from mlstep.bert import BertConfig, BertModel
 from mlstep.exercises._core import _call, _one_line, _passed, _register
-from mlstep.utils import count_parameters
-from mlstep.wordpiece import SPECIAL_TOKENS, WordPieceTokenizer
+from mlstep.tokenizers.wordpiece import SPECIAL_TOKENS, WordPieceTokenizer
+from mlstep.tools.runtime import count_parameters
 
 __all__ = ["check_wordpiece", "check_bert_parameter_count"]
 

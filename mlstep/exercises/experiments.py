@@ -26,16 +26,16 @@ import torch
 from mlstep.data import english_sample, load_task
 from mlstep.exercises._core import _call, _one_line, _register
 from mlstep.masking import sop_pairs
-from mlstep.pretrain import (
+from mlstep.tasks.course import load_course_model
+from mlstep.tasks.labeled import encode_classification
+from mlstep.tasks.masked_lm import (
     MaskingCollator,
     PairDataset,
     evaluate_pretraining,
     fixed_batches,
-    load_course_model,
     make_pairs,
 )
-from mlstep.tasks import encode_classification
-from mlstep.wordpiece import WordPieceTokenizer
+from mlstep.tokenizers.wordpiece import WordPieceTokenizer
 
 __all__ = ["check_top_key_weight", "check_attention_flop_share", "check_pieces_per_word",
            "check_masked_accuracy_at",

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from mlstep.exercises._core import _call, _Case, _randn, _register, _run_cases, _shape_str
 from mlstep.generation import filter_logits
-from mlstep.utils import IGNORE_INDEX
+from mlstep.tools.runtime import IGNORE_INDEX
 
 __all__ = ["check_next_token_loss", "check_top_k_filter", "check_temperature_prediction", "TEMPERATURE_ANSWERS"]
 

@@ -7,9 +7,11 @@ command line (``make grade NB=...``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -92,40 +94,28 @@ def _error_of(cell: NotebookNode) -> str | None:
     return None
 
 
-def grade_notebook(path: str | Path, timeout: int = 600, executed: str | Path | None = None) -> GradeReport:
-    """Run a notebook top to bottom in a fresh ``python3`` kernel and collect the checks' verdicts.
-
-    Args:
-        path: the notebook (a submission or a student edition).
-        timeout: seconds per cell; a cell running longer is interrupted and reported as an error.
-        executed: where to save the executed notebook (optional).
-
-    Returns:
-        A :class:`GradeReport` (failing checks are part of the report, not an exception).
-
-    Raises:
-        GradeError: the notebook could not be read or the kernel could not run it.
-    """
-    from nbclient import NotebookClient  # imported here: only grading needs Jupyter
-
-    path = Path(path)
+def _read_notebook(path: Path) -> NotebookNode:
+    """The notebook at ``path`` (nbformat 4), or :class:`GradeError` if it cannot be read."""
     try:
-        nb = nbformat.read(path, as_version=4)
+        return nbformat.read(path, as_version=4)
     except Exception as e:
         raise GradeError(f"cannot read notebook {str(path)!r}: {type(e).__name__}: {e}") from e
 
-    fd, report_path = tempfile.mkstemp(prefix="mlstep-grade-", suffix=".jsonl")
-    os.close(fd)
-    per_cell: dict[int | None, list[CheckResult]] = {}
-    offset = 0
 
-    def collect(cell_index: int | None) -> None:
+class _Verdicts:
+    """The checks' verdicts read from the grade report file as the notebook runs, by cell."""
+
+    def __init__(self, report_path: str) -> None:
+        self.report_path = report_path
+        self.offset = 0
+        self.per_cell: dict[int | None, list[CheckResult]] = {}
+
+    def collect(self, cell_index: int | None) -> None:
         """Attribute the report lines written since the last call to this cell."""
-        nonlocal offset
-        with open(report_path, encoding="utf-8") as f:
-            f.seek(offset)
+        with open(self.report_path, encoding="utf-8") as f:
+            f.seek(self.offset)
             text = f.read()
-            offset = f.tell()
+            self.offset = f.tell()
         for line in text.splitlines():
             try:
                 rec = json.loads(line)
@@ -133,29 +123,26 @@ def grade_notebook(path: str | Path, timeout: int = 600, executed: str | Path | 
                                      bool(rec["passed"]), str(rec["message"]))
             except (ValueError, KeyError, TypeError):  # a learner wrote to the file: not ours
                 continue
-            per_cell.setdefault(cell_index, []).append(result)
+            self.per_cell.setdefault(cell_index, []).append(result)
 
-    client = NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", allow_errors=True, interrupt_on_timeout=True,
-        resources={"metadata": {"path": str(path.resolve().parent)}},
-        on_cell_executed=lambda cell, cell_index, **_: collect(cell_index),
-    )
+
+@contextlib.contextmanager
+def _report_env(report_path: str) -> Iterator[None]:
+    """Set ``$MLSTEP_GRADE_REPORT`` to ``report_path`` (the kernel inherits the environment), then restore it."""
     previous = os.environ.get(REPORT_ENV)
-    os.environ[REPORT_ENV] = report_path  # the kernel inherits the environment
+    os.environ[REPORT_ENV] = report_path
     try:
-        client.execute()
-        collect(None)
-    except Exception as e:
-        raise GradeError(f"could not run {str(path)!r}: {type(e).__name__}: {e}") from e
+        yield
     finally:
         if previous is None:
             os.environ.pop(REPORT_ENV, None)
         else:
             os.environ[REPORT_ENV] = previous
-        os.unlink(report_path)
-    if executed is not None:
-        nbformat.write(nb, executed)
 
+
+def _build_report(path: Path, nb: NotebookNode, per_cell: dict[int | None, list[CheckResult]]) -> GradeReport:
+    """The checks of every cell in order (a row for a check that never ran), and the cells that failed
+    with no failing check to account for it; then the checks no cell could be credited with."""
     report = GradeReport(str(path), executed=nb)
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
@@ -176,3 +163,40 @@ def grade_notebook(path: str | Path, timeout: int = 600, executed: str | Path | 
     return report
 
 
+def grade_notebook(path: str | Path, timeout: int = 600, executed: str | Path | None = None) -> GradeReport:
+    """Run a notebook top to bottom in a fresh ``python3`` kernel and collect the checks' verdicts.
+
+    Args:
+        path: the notebook (a submission or a student edition).
+        timeout: seconds per cell; a cell running longer is interrupted and reported as an error.
+        executed: where to save the executed notebook (optional).
+
+    Returns:
+        A :class:`GradeReport` (failing checks are part of the report, not an exception).
+
+    Raises:
+        GradeError: the notebook could not be read or the kernel could not run it.
+    """
+    from nbclient import NotebookClient  # imported here: only grading needs Jupyter
+
+    path = Path(path)
+    nb = _read_notebook(path)
+    fd, report_path = tempfile.mkstemp(prefix="mlstep-grade-", suffix=".jsonl")
+    os.close(fd)
+    verdicts = _Verdicts(report_path)
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", allow_errors=True, interrupt_on_timeout=True,
+        resources={"metadata": {"path": str(path.resolve().parent)}},
+        on_cell_executed=lambda cell, cell_index, **_: verdicts.collect(cell_index),
+    )
+    try:
+        with _report_env(report_path):
+            client.execute()
+            verdicts.collect(None)
+    except Exception as e:
+        raise GradeError(f"could not run {str(path)!r}: {type(e).__name__}: {e}") from e
+    finally:
+        os.unlink(report_path)
+    if executed is not None:
+        nbformat.write(nb, executed)
+    return _build_report(path, nb, verdicts.per_cell)

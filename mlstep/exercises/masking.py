@@ -26,7 +26,7 @@ from mlstep.exercises._core import (
     _run_cases,
     _shape_str,
 )
-from mlstep.utils import IGNORE_INDEX
+from mlstep.tools.runtime import IGNORE_INDEX
 
 __all__ = ["check_mask_tokens", "check_mlm_loss"]
 

@@ -1,7 +1,7 @@
 """Checks for chapter 09: the weighted layer-wise loss, and magnitude pruning with a prediction.
 
 ``check_layerwise_loss`` compares the learner's ``Σ_l α_l · CE(ŷ_l, y)`` with
-:func:`mlstep.layerwise.layerwise_loss` and names the usual slips (weights ignored or normalised,
+:func:`mlstep.multistage.layerwise.layerwise_loss` and names the usual slips (weights ignored or normalised,
 the last layer only, a sum over the batch, a softmax before the cross-entropy).
 
 ``check_magnitude_mask`` compares the learner's mask with ``torch.nn.utils.prune``'s, then runs
@@ -35,7 +35,7 @@ from mlstep.exercises._core import (
     _run_cases,
     _shape_str,
 )
-from mlstep.layerwise import layerwise_loss
+from mlstep.multistage.layerwise import layerwise_loss
 
 __all__ = ["check_layerwise_loss", "check_magnitude_mask", "PREDICTIONS"]
 

@@ -3,7 +3,7 @@
 ``check_read_conllu`` gives the learner's reader CoNLL-U texts with the traps of real files
 (multiword tokens ``1-2``, empty nodes ``8.1``, a hyphen inside a word, a ``#`` that is a word,
 no blank line at the end) and compares with :func:`mlstep.data.parse_conllu`.
-``check_unseen_word_accuracy`` compares with :func:`mlstep.tasks.word_accuracy` on random tagged
+``check_unseen_word_accuracy`` compares with :func:`mlstep.tasks.labeled.word_accuracy` on random tagged
 sentences built so that the usual slips (case-sensitive lookup, seen and unseen swapped, all
 words, a mean of per-sentence accuracies) give different numbers. ``check_prediction`` is not a
 function check: it compares what the learner predicted with a measurement, such as
@@ -22,7 +22,7 @@ from typing import Any
 from mlstep.data.conllu import UPOS_TAGS, parse_conllu
 from mlstep.data.store import realtext_dir
 from mlstep.exercises._core import _call, _one_line, _passed, _register, _report
-from mlstep.tasks import word_accuracy
+from mlstep.tasks.labeled import word_accuracy
 
 __all__ = ["check_read_conllu", "check_unseen_word_accuracy", "check_prediction", "committed_gain"]
 
