@@ -1,5 +1,5 @@
 # mlstep — one place for every command a learner, a teacher or CI runs.
-#   make lab      create .venv (if needed), install, open JupyterLab on chapters/
+#   make lab      create .venv (if needed), install, open JupyterLab on chapters/ (--allow-root as root)
 #   make test     create .venv (if needed), install, run unit tests + every chapter (nbval)
 #   make execute  re-run every chapter in place and normalise it (after changing mlstep)
 #   make student  write the student editions (no solutions, no outputs) to build/student
@@ -9,6 +9,7 @@
 #   make site     build the course website into build/site/html (README, chapters as committed, data card, benchmarks)
 #   make test-site        check the built website in headless Chromium (skips without Chromium)
 #   make gpu-check OUT=dir   the prepared GPU check (benchmarks/gpu_check.py): JSON + markdown in dir
+#   make roofline  the share of this machine's measured matmul peak a training step achieves (fp32, bf16)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -17,7 +18,7 @@ STAMP  := $(VENV)/.mlstep-installed
 SITE_STAMP := $(VENV)/.mlstep-site-installed
 export PYTHONHASHSEED := 0
 
-.PHONY: install lab test test-fast execute student verify-student verify-student-quick grade lint benchmark site test-site gpu-check clean
+.PHONY: install lab test test-fast execute student verify-student verify-student-quick grade lint benchmark roofline site test-site gpu-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,8 +32,12 @@ $(SITE_STAMP): $(STAMP)
 
 install: $(STAMP)
 
+# JupyterLab refuses to start as root (containers, some cloud machines) without --allow-root;
+# it is passed only there, so an ordinary user keeps Jupyter's guard.
+LAB_FLAGS := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
+
 lab: $(STAMP)
-	$(BIN)/jupyter lab chapters/
+	$(BIN)/jupyter lab $(LAB_FLAGS) chapters/
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -72,6 +77,10 @@ test-site: $(SITE_STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/pretrain_step.py
+
+# fp32 and bf16 matmul peak vs the GPT and BERT training steps: benchmarks/results/roofline.json
+roofline: $(STAMP)
+	$(BIN)/python benchmarks/roofline.py $(ARGS)
 
 # the prepared GPU check (one command for a short GPU window): make gpu-check OUT=runs/gpu
 gpu-check: $(STAMP)

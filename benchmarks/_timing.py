@@ -197,16 +197,18 @@ def common_arguments(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def training_step(model: nn.Module, loss: Callable[[], torch.Tensor], device: torch.device) -> Callable[[], None]:
+def training_step(model: nn.Module, loss: Callable[[], torch.Tensor], device: torch.device,
+                  precision: str = "auto") -> Callable[[], None]:
     """One optimizer step as a closure: zero_grad, ``loss()`` under autocast, backward, AdamW step
-    (fused on CUDA: one kernel for all parameters; the default foreach path on CPU)."""
+    (fused on CUDA: one kernel for all parameters; the default foreach path on CPU).
+    ``precision``: as in ``TrainConfig`` ("auto": bf16 on CUDA, fp32 elsewhere; "bf16"; "fp32")."""
     from mlstep.tools.runtime import autocast
 
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda" or None)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        with autocast(device):
+        with autocast(device, precision):
             value = loss()
         value.backward()
         opt.step()

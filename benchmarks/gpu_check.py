@@ -15,6 +15,10 @@ and writes ``gpu_check.json`` and ``gpu_check.md`` into the folder given with ``
    CPU with the same seed; the held-out loss curves must agree within a tolerance.
 5. ``ddp``: ``torchrun --nproc_per_node=N -m mlstep.tasks bert`` (NCCL on GPUs, N = 1, and 2 where
    there are 2 GPUs): the DDP path starts, trains, and only rank 0 writes.
+6. ``gpt_target``: time to target: the course GPT (chapter 08's model, batch, learning rate and
+   schedule, stretched to ``--target-steps``) trained with ``mlstep.train`` on the offline corpus
+   until its held-out perplexity is at most ``--target-ppl`` (3.1); the seconds, steps and tokens
+   it took.
 
 ``--device cpu --quick`` runs the same script end to end on the CPU in about a minute (CI does,
 so the GPU run cannot fail on a typo). MFU = useful model FLOPs per second / the GPU's peak bf16
@@ -45,7 +49,13 @@ import pretrain_step  # noqa: E402
 from _timing import environment, interleaved, markdown_table, training_step  # noqa: E402
 
 import mlstep  # noqa: E402
+from mlstep import ByteLevelBPETokenizer  # noqa: E402
+from mlstep.data import load_task  # noqa: E402
+from mlstep.gpt import GPT, GPTConfig  # noqa: E402
+from mlstep.tasks.causal_lm import GPTRecipe, corpus_bpe, evaluate_lm, pack_documents  # noqa: E402
+from mlstep.tasks.course import course_dir  # noqa: E402
 from mlstep.tasks.masked_lm import PretrainRecipe, pretrain_on_corpus  # noqa: E402
+from mlstep.train import TrainConfig, train  # noqa: E402
 from mlstep.tools.runtime import get_device  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +67,8 @@ PEAK_TFLOPS = (
     ("A10G", 70.0), ("A10", 125.0), ("L40S", 362.0), ("L40", 181.0), ("L4", 121.0),
     ("RTX 4090", 165.0), ("RTX 3090", 71.0), ("V100", 125.0), ("T4", 65.0),
 )
+TARGET_PPL = 3.1  # chapter 08's course GPT reaches 3.149 after the course's 2,000 steps
+QUICK_TARGET_PPL = 300.0  # the dry run: reached after 20 steps (from ~2,000, uniform over the vocabulary)
 GPT2_SIZE = dict(vocab=50257, layers=12, hidden=768, heads=12, seq_len=1024, batch=16)
 GPT2_QUICK = dict(vocab=300, layers=1, hidden=32, heads=2, seq_len=32, batch=2)
 
@@ -191,6 +203,82 @@ def ddp_run(device: torch.device, quick: bool, out: Path) -> dict[str, Any]:
     return {"runs": runs, "ok": all(r["ok"] for r in runs)}
 
 
+# --- 6. time to target: the course GPT to a held-out perplexity ----------------------------------
+
+class TargetReached(Exception):
+    """Raised by the evaluation to stop ``mlstep.train`` once the target perplexity is reached."""
+
+
+class TargetClock:
+    """The ``eval_fn`` of a time-to-target run: held-out perplexity every ``every`` steps, the
+    seconds since ``start()`` (evaluations included, and apart), and :class:`TargetReached` once
+    the perplexity is at most ``target``."""
+
+    def __init__(self, blocks: torch.Tensor, target: float, every: int, max_steps: int, device: torch.device):
+        self.blocks, self.target, self.every, self.max_steps = blocks, target, every, max_steps
+        self.sync = _sync(device) or (lambda: None)
+        self.curve: list[dict[str, float]] = []
+        self.eval_seconds = 0.0
+
+    def start(self) -> None:
+        self.sync()
+        self.t0 = time.perf_counter()
+
+    def __call__(self, model: torch.nn.Module) -> dict[str, float]:
+        self.sync()
+        t = time.perf_counter()
+        ppl = evaluate_lm(model, self.blocks)["perplexity"]
+        self.eval_seconds += time.perf_counter() - t
+        step = min(self.every * (len(self.curve) + 1), self.max_steps)
+        self.curve.append({"step": step, "seconds": time.perf_counter() - self.t0, "perplexity": ppl})
+        if ppl <= self.target:
+            raise TargetReached
+        return {"perplexity": ppl}
+
+
+def course_blocks(recipe: GPTRecipe, quick: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(train, held-out)`` blocks of the offline corpus in the course GPT's tokenizer: the held-out
+    ones are the first 200 validation blocks, as :func:`mlstep.tasks.causal_lm.pretrain_gpt` evaluates."""
+    path = course_dir("gpt") / "tokenizer.json"
+    tokenizer = ByteLevelBPETokenizer.load(path) if path.exists() else corpus_bpe(recipe.vocab_size)
+    train_docs, valid_docs = (load_task("pretrain", split)["sentences"] for split in ("train", "validation"))
+    if quick:
+        train_docs, valid_docs = train_docs[:300], valid_docs[:40]
+    blocks = [pack_documents(docs, tokenizer, recipe.block_size) for docs in (train_docs, valid_docs)]
+    return blocks[0], blocks[1][:200]
+
+
+def gpt_time_to_target(device: torch.device, quick: bool, target: float, max_steps: int) -> dict[str, Any]:
+    """Train the course GPT until held-out perplexity <= ``target`` (at most ``max_steps`` steps,
+    evaluated every 100, or 10 with ``quick``): the wall-clock seconds, steps and tokens it took."""
+    recipe = GPTRecipe()
+    train_blocks, valid_blocks = course_blocks(recipe, quick)
+    batch, every = (8 if quick else recipe.batch_size), (10 if quick else 100)
+    torch.manual_seed(recipe.seed)
+    model = GPT(GPTConfig(recipe.vocab_size, hidden_size=recipe.hidden_size, num_layers=recipe.num_layers,
+                          num_heads=recipe.num_heads, intermediate_size=4 * recipe.hidden_size,
+                          max_position=recipe.block_size))
+    loader = torch.utils.data.DataLoader(train_blocks, batch_size=batch, shuffle=True,
+                                         generator=torch.Generator().manual_seed(recipe.seed))
+    config = TrainConfig(max_steps=max_steps, lr=recipe.lr, warmup_ratio=recipe.warmup_ratio,
+                         decay_ratio=recipe.decay_ratio, eval_every=every, seed=recipe.seed,
+                         progress=False, device=str(device))
+    clock = TargetClock(valid_blocks, target, every, max_steps, device)
+    clock.start()
+    try:
+        train(model, loader, lambda m, ids: m(ids, ids).loss, config, eval_fn=clock)
+        reached = False
+    except TargetReached:
+        reached = True
+    last = clock.curve[-1]
+    return {"target_perplexity": target, "reached": reached, "steps": last["step"], "max_steps": max_steps,
+            "seconds": last["seconds"], "train_seconds": last["seconds"] - clock.eval_seconds,
+            "tokens": last["step"] * batch * recipe.block_size, "batch_size": batch,
+            "best_perplexity": min(c["perplexity"] for c in clock.curve), "curve": clock.curve,
+            "precision": "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32",
+            "ok": reached}
+
+
 # --- the report -----------------------------------------------------------------------------------
 
 def report_markdown(result: dict[str, Any]) -> str:
@@ -200,7 +288,8 @@ def report_markdown(result: dict[str, Any]) -> str:
              f"{result['peak_tflops']} TFLOP/s bf16 dense), {result['seconds']:.0f} s in total.", ""]
     checks = [("CUDA tests (`pytest -m gpu`)", result["tests"].get("summary", "")),
               ("recipe: device vs CPU held-out MLM loss", _gap(result["recipe"])),
-              ("torchrun DDP, only rank 0 writes", _ddp(result["ddp"]))]
+              ("torchrun DDP, only rank 0 writes", _ddp(result["ddp"])),
+              ("time to target: course GPT, held-out perplexity", _target(result["gpt_target"]))]
     lines += [markdown_table(["check", "result"], checks), ""]
     rows = []
     for name in ("bert_step", "gpt_step"):
@@ -227,6 +316,16 @@ def _gap(r: dict[str, Any]) -> str:
     if "error" in r:
         return "error: " + r["error"][:80]
     return f"max gap {r['max_abs_gap']:.4f} (tolerance {r['tolerance']}): {'ok' if r['ok'] else 'FAILED'}"
+
+
+def _target(r: dict[str, Any]) -> str:
+    if "error" in r or "skipped" in r:
+        return r.get("error", r.get("skipped", ""))[:80]
+    if not r["reached"]:
+        return (f"≤ {r['target_perplexity']} not reached in {r['steps']} steps ({r['seconds']:.1f} s); "
+                f"best {r['best_perplexity']:.3f}")
+    return (f"≤ {r['target_perplexity']} in {r['seconds']:.1f} s ({r['train_seconds']:.1f} s training), "
+            f"{r['steps']} steps, {r['tokens']:,} tokens, {r['precision']}")
 
 
 def _ddp(r: dict[str, Any]) -> str:
@@ -259,7 +358,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true", help="also time torch.compile-d mlstep models")
     p.add_argument("--tolerance", type=float, default=0.05,
                    help="largest held-out MLM-loss gap between device and CPU (default 0.05)")
-    p.add_argument("--skip", default="", help="comma-separated parts to skip: tests,bert,gpt,recipe,ddp")
+    p.add_argument("--target-ppl", type=float, default=None,
+                   help=f"held-out perplexity the time-to-target run trains to (default {TARGET_PPL}; "
+                        f"{QUICK_TARGET_PPL} with --quick)")
+    p.add_argument("--target-steps", type=int, default=None,
+                   help="the time-to-target run's step budget and schedule length (default 4000: twice "
+                        "the course's 2,000, which end at 3.149; 30 with --quick)")
+    p.add_argument("--skip", default="", help="comma-separated parts to skip: tests,bert,gpt,recipe,ddp,target")
     return p.parse_args(argv)
 
 
@@ -270,6 +375,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(min(8, os.cpu_count() or 1) if device.type == "cuda" else 1)
     peak = peak_tflops(device, args.peak_tflops)
     skip = set(filter(None, args.skip.split(",")))
+    target = args.target_ppl or (QUICK_TARGET_PPL if args.quick else TARGET_PPL)
+    target_steps = args.target_steps or (30 if args.quick else 4000)
     start = time.perf_counter()
     result: dict[str, Any] = {"environment": environment(device), "peak_tflops": peak,
                               "quick": args.quick, "mlstep_version": mlstep.__version__}
@@ -277,8 +384,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              "bert_step": lambda: bert_step(device, args.quick, peak, args.compile),
              "gpt_step": lambda: gpt_step(device, args.quick, peak),
              "recipe": lambda: recipe_curves(device, args.quick, args.tolerance),
-             "ddp": lambda: ddp_run(device, args.quick, args.out)}
-    short = {"tests": "tests", "bert_step": "bert", "gpt_step": "gpt", "recipe": "recipe", "ddp": "ddp"}
+             "ddp": lambda: ddp_run(device, args.quick, args.out),
+             "gpt_target": lambda: gpt_time_to_target(device, args.quick, target, target_steps)}
+    short = {"tests": "tests", "bert_step": "bert", "gpt_step": "gpt", "recipe": "recipe", "ddp": "ddp",
+             "gpt_target": "target"}
     for name, fn in parts.items():
         result[name] = {"skipped": "--skip"} if short[name] in skip else guarded(name, fn)
         if device.type == "cuda":

@@ -163,14 +163,21 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path):
         result = gpu_check.main(["--device", "cpu", "--quick", "--out", str(tmp_path)])
     finally:
         torch.set_num_threads(threads)
-    for part in ("tests", "bert_step", "recipe", "ddp"):
+    for part in ("tests", "bert_step", "recipe", "ddp", "gpt_target"):
         assert "error" not in result[part], result[part].get("traceback")
     assert result["tests"]["ok"] and result["recipe"]["ok"] and result["ddp"]["ok"]
+    target = result["gpt_target"]  # time to target: stopped at the first evaluation at or under it
+    assert target["ok"] and target["reached"] and target["target_perplexity"] == gpu_check.QUICK_TARGET_PPL
+    *before, last = [c["perplexity"] for c in target["curve"]]
+    assert last <= target["target_perplexity"] < min(before, default=float("inf"))
+    assert target["steps"] == 10 * len(target["curve"]) and 0 < target["train_seconds"] <= target["seconds"]
+    assert target["tokens"] == target["steps"] * target["batch_size"] * 128
     assert result["recipe"]["max_abs_gap"] == 0.0  # the CPU against itself: the same run
     assert result["bert_step"]["tokens_per_s"]["mlstep"] > 0
     assert "error" not in result["gpt_step"]
     report = (tmp_path / "gpu_check.md").read_text()
     assert "| bert_step |" in report and (tmp_path / "gpu_check.json").exists()
+    assert f"time to target: course GPT, held-out perplexity | ≤ {gpu_check.QUICK_TARGET_PPL} in" in report
     assert gpu_check.peak_tflops(torch.device("cpu"), None) is None
     assert gpu_check.gpt_train_flops(vocab=10, layers=1, hidden=2, seq_len=3, batch=1) == 3.0 * 3 * (
         2 * 12 * 4 + 2 * 2 * 10 + 4 * 3 * 2)
@@ -220,3 +227,52 @@ def test_gpt_gpu_path_skips_gracefully_without_cuda(gpt_bench, capsys):
         pytest.skip("CUDA is present: the GPU path would run instead of skipping")
     out = gpt_bench.main(["--device", "cuda", "--quick"])
     assert "skipped" in out and out["train"] == [] and "skipped" in capsys.readouterr().out
+
+
+# --- benchmarks/roofline.py ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def roofline():
+    return _load("roofline")
+
+
+def test_roofline_quick_measures_both_precisions_against_the_peak(roofline, tmp_path):
+    threads = torch.get_num_threads()
+    try:
+        out = roofline.main(["--quick", "--threads", "1", "--out", str(tmp_path / "roofline.json")])
+    finally:
+        torch.set_num_threads(threads)
+    assert out["peak"]["n"] == 256 and out["environment"]["threads"] == 1
+    assert all(out["peak"][p]["gflops"] > 0 for p in ("fp32", "bf16"))
+    assert [r["case"] for r in out["results"]] == ["gpt-quick", "bert-quick"]
+    for r in out["results"]:
+        for p in ("fp32", "bf16"):
+            assert r["ms_per_step"][p] > 0
+            assert r["achieved_gflops"][p] == pytest.approx(r["gflop_per_step"] / (r["ms_per_step"][p] / 1e3))
+            assert r["share_of_peak"][p] == pytest.approx(r["achieved_gflops"][p] / out["peak"][p]["gflops"])
+    table = out["table"]
+    assert table.startswith("| step |") and "% of bf16 peak" in table and len(table.splitlines()) == 5
+    assert "mkldnn_bf16" in out["environment"]["bf16_support"]
+    assert (tmp_path / "roofline.json").exists()
+
+
+def test_roofline_formula_equals_the_flop_counter(roofline):
+    """The analytic count (GPT and BERT, pre- and post-LN) equals FlopCounterMode's count of one
+    forward + backward with attention on the math path (torch >= 2.3; before, the counter cannot
+    see attention and counts less)."""
+    exact = roofline.sdpa_kernel is not None
+    size = roofline.Size("t", layers=2, hidden=32, heads=4, seq_len=16, batch=3, vocab=200, repeats=1)
+    for kind, pre_norm in (("gpt", True), ("bert", False), ("bert", True)):
+        model, loss, flops = roofline.build(roofline.Case(kind, size, pre_norm), torch.device("cpu"))
+        counted = roofline.counted_flops(model, loss)
+        if exact:
+            assert counted == pytest.approx(flops, rel=1e-9), kind
+        else:
+            assert 0.5 * flops < counted <= flops
+
+
+def test_roofline_course_sizes_are_the_committed_models(roofline):
+    gpt, bert = roofline.course_case("gpt", 1), roofline.course_case("bert", 1)
+    assert (gpt.size.layers, gpt.size.hidden, gpt.size.seq_len, gpt.size.batch, gpt.size.vocab) == (2, 64, 128, 32, 2000)
+    assert (bert.size.layers, bert.size.hidden, bert.size.seq_len, bert.size.batch, bert.size.vocab) == (2, 64, 64, 64, 2000)
+    assert gpt.pre_norm and bert.pre_norm  # the course BERT is pre-LN too
