@@ -2,7 +2,7 @@
 committed result file in ``chapters/results/``.
 
     python -m mlstep.experiments sentence-tasks     # chapter 05, ≈ 25 CPU-minutes
-    python -m mlstep.experiments finetuning         # chapter 06, ≈ 15 CPU-minutes
+    python -m mlstep.experiments finetuning         # chapter 06, ≈ 30 CPU-minutes
     python -m mlstep.experiments distillation       # chapter 07, ≈ 10 CPU-minutes
     python -m mlstep.experiments gpt-finetune       # chapter 08, ≈ 11 CPU-minutes (--quick: a smoke run)
     python -m mlstep.experiments multistage         # chapter 09, ≈ 14 CPU-minutes (--seeds, --experiments)
