@@ -67,6 +67,8 @@ def rotate(x: Tensor, positions: Tensor, theta: float = 10000.0) -> Tensor:
     """RoPE: ``x (B, H, T, K)`` with each feature pair (i, i + K/2) turned by the angle
     ``position · θ^(−2i/K)``, for ``positions (T,)`` or ``(B, T)``. A query turned by its position m
     and a key by n have the dot product of the unturned pair turned by m − n: attention sees offsets."""
+    check_tensor("x", x, dims=4, floating=True, what="(B, H, T, K)")
+    check_tensor("positions", positions, dims=(1, 2), what="(T,) or (B, T)")
     K = x.shape[-1]
     inv_freq = 1.0 / theta ** (torch.arange(0, K, 2, device=x.device, dtype=torch.float) / K)  # (K/2,)
     angles = positions[..., None].float() * inv_freq  # (T, K/2) or (B, T, K/2)

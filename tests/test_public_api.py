@@ -256,6 +256,13 @@ case(config.TransformerConfig, lambda: dict(hidden_size=8, num_heads=2),
      Bad("causal", "not a bool", st.sampled_from([1, "yes", None])),
      Bad("pre_norm", "not a bool", st.sampled_from([0, "no", None])))
 
+case(attention.rotate,
+     lambda: dict(x=torch.randn(2, 2, 3, 4), positions=torch.arange(3)),
+     Bad("x", "not a tensor", NOT_TENSORS),
+     Bad("x", "not (B, H, T, K)", st.sampled_from([torch.randn(3, 4), torch.randn(2, 3, 4)])),
+     Bad("x", "integer dtype", st.just(torch.ones(2, 2, 3, 4, dtype=torch.long))),
+     Bad("positions", "not a tensor", NOT_TENSORS),
+     Bad("positions", "not (T,) or (B, T)", st.just(torch.zeros(1, 2, 3, dtype=torch.long))))
 case(attention.scaled_dot_product_attention,
      lambda: dict(q=torch.randn(2, 3, 4), k=torch.randn(2, 5, 4), v=torch.randn(2, 5, 6)),
      Bad("q", "not a tensor", NOT_TENSORS),
@@ -1166,8 +1173,6 @@ SKIPPED: dict[str, str] = {
     "mlstep.tokenizers.bpe.bytes_to_unicode": "takes no argument",
     "mlstep.transformer.norm_layer": "takes only a config (chapter 12's RMSNorm or LayerNorm), like the constructors of "
                                      "MultiHeadAttention, FeedForward, TransformerBlock, Transformer, BertEmbeddings",
-    "mlstep.attention.rotate": "chapter 12's RoPE, added while this test was written: it turns MultiHeadAttention's "
-                               "own q and k; its checks are a follow-up",
     "mlstep.tokenizers.wordpiece.SPECIAL_TOKENS": "a constant",
     "mlstep.tokenizers.bpe.GPT2_PATTERN": "a constant",
     "mlstep.data.loaders.AG_NEWS_LABELS": "a constant",
