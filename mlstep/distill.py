@@ -135,7 +135,7 @@ def default_layer_map(teacher_layers: int, student_layers: int) -> list[int]:
 
 class InitReport(NamedTuple):
     copied: tuple[str, ...]  # student tensors now equal to a teacher tensor
-    skipped: tuple[str, ...]  # head tensors outside the encoder with no match in the teacher
+    skipped: tuple[str, ...]  # head tensors outside the backbone with no match in the teacher
     layer_map: tuple[int, ...]  # the teacher layer copied into each student layer
 
 

@@ -1,10 +1,10 @@
-"""Fine-tuning BERT: the task heads, and the strategies that decide which weights move.
+"""Fine-tuning: BERT's task heads, and the strategies that decide which weights move.
 
 Heads
     :class:`BertForSequenceClassification`: one label per sequence, from the pooled ``[CLS]`` or
     the mean of the real tokens. Sentence pairs (NLI) use it too: encode ``[CLS] a [SEP] b [SEP]``
     and pass ``token_type_ids``. :class:`BertForTokenClassification`: one label per token (tagging).
-Strategies (each changes a model in place and composes with :func:`mlstep.train`)
+Strategies (in place, composing with :func:`mlstep.train`; they find the stack with ``find_backbone``: GPTs too)
     full fine-tuning is the default: every parameter trains. :func:`freeze_encoder` trains the head
     alone (a linear probe); :class:`GradualUnfreezer` wakes the layers up from the top;
     :func:`layerwise_lr_groups` gives lower layers smaller learning rates; LoRA is in

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from mlstep.data import load_task
-from mlstep.experiments.results import results_path
+from mlstep.experiments.results import results_path, summary
 from mlstep.finetune import BertForSequenceClassification
 from mlstep.gpt import GPT, GPTForSequenceClassification, lm_step
 from mlstep.metrics import bleu
@@ -39,10 +39,6 @@ OUT = results_path("08_gpt_finetune.json")
 # The chapter's settings; the grids below are searched for every arm alike.
 CLASSIFICATION = {"labels": 500, "steps": 300, "batch_size": 32}
 GENERATION = {"train_pairs": 1000, "validation_pairs": 200, "test_pairs": 300, "batch_size": 32, "max_length": 128}
-
-
-def mean_sd(xs: list[float]) -> dict:
-    return {"mean": statistics.mean(xs), "sd": statistics.stdev(xs) if len(xs) > 1 else 0.0, "runs": xs}
 
 
 def classification_arms(gpt: GPT, gpt_tok, bert, bert_tok) -> dict:
@@ -88,7 +84,7 @@ def run_classification(gpt, gpt_tok, bert, bert_tok, lrs, seeds) -> dict:
                 f"{s} {statistics.mean(r[s] for r in runs):.3f}" for s in ("validation", "test", "test_unseen")),
                 flush=True)
         best = max(grid, key=lambda lr: statistics.mean(r["validation"] for r in grid[lr]))
-        results[name] = {"lr": best, **{s: mean_sd([r[s] for r in grid[best]]) for s in ("test", "test_unseen")},
+        results[name] = {"lr": best, **{s: summary([r[s] for r in grid[best]]) for s in ("test", "test_unseen")},
                          "grid": {str(lr): runs for lr, runs in grid.items()}}
     return results
 
@@ -125,7 +121,7 @@ def run_generation(gpt, tok, grid_lrs, grid_steps, seeds) -> dict:
                       f"{statistics.mean(r['validation'] for r in runs):.1f}, test "
                       f"{statistics.mean(r['test'] for r in runs):.1f}", flush=True)
         best = max(grid, key=lambda k: statistics.mean(r["validation"] for r in grid[k]))
-        results[name] = {"lr": best[0], "steps": best[1], "test": mean_sd([r["test"] for r in grid[best]]),
+        results[name] = {"lr": best[0], "steps": best[1], "test": summary([r["test"] for r in grid[best]]),
                          "grid": {f"{lr:g}/{steps}": runs for (lr, steps), runs in grid.items()}}
     return results
 

@@ -81,9 +81,9 @@ COURSE_MODELS = {
 
 def course_dir(name: str) -> Path:
     """Where course model ``name`` lives: ``data/<folder>`` of a source checkout, else ``~/.cache/mlstep/<folder>``."""
-    folder = _course_model(name).folder
-    if name == "realtext":
+    if name == "realtext":  # beside the real-English slices, wherever mlstep.data keeps those
         return realtext_dir() / "model"
+    folder = _course_model(name).folder
     checkout = Path(__file__).resolve().parents[2] / "data"
     return checkout / folder if checkout.is_dir() else Path.home() / ".cache" / "mlstep" / folder
 
