@@ -276,3 +276,15 @@ def test_roofline_course_sizes_are_the_committed_models(roofline):
     assert (gpt.size.layers, gpt.size.hidden, gpt.size.seq_len, gpt.size.batch, gpt.size.vocab) == (2, 64, 128, 32, 2000)
     assert (bert.size.layers, bert.size.hidden, bert.size.seq_len, bert.size.batch, bert.size.vocab) == (2, 64, 64, 64, 2000)
     assert gpt.pre_norm and bert.pre_norm  # the course BERT is pre-LN too
+
+
+# --- benchmarks/rollout.py ----------------------------------------------------------------------
+
+def test_rollout_quick_compares_the_same_model_with_hf_generate():
+    out = _load("rollout").main(["--quick", "--threads", "1"])
+    if "skipped" in out:
+        pytest.skip(out["skipped"])
+    (r,) = out["rollout"]
+    assert r["same_greedy_tokens"]  # the same weights: identical greedy tokens
+    assert r["size"]["new_tokens"] == 8 and all(v > 0 for v in r["tokens_per_s"].values())
+    assert len(_ratios(out["table"])) == 1 and "HF generate tok/s" in out["table"]

@@ -25,6 +25,7 @@ already), 10 examples a mutation: the file takes about 30 s on one core.
 from __future__ import annotations
 
 import atexit
+import functools
 import importlib
 import json
 import math
@@ -54,6 +55,7 @@ from mlstep import (
     gpt,
     lora,
     masking,
+    posttrain,
     transformer,
 )
 from mlstep.data import conllu, loaders
@@ -741,6 +743,233 @@ case(generation.pad_left, lambda: dict(prompts=[[5, 6], [7]], pad_id=0),
      Bad("pad_id", "not an integer >= 0", st.one_of(st.integers(max_value=-1), st.sampled_from([0.5, "pad", None]))))
 
 
+# --- post-training: chat template, DPO, GRPO ------------------------------------------------------------------
+
+@functools.cache
+def bpe_gpt() -> gpt.GPT:
+    """A tiny GPT over BPE's vocabulary (built once: the cases only read it)."""
+    return gpt.GPT(gpt.GPTConfig(BPE.vocab_size, hidden_size=8, num_layers=1, num_heads=2, intermediate_size=16,
+                                 max_position=32, dropout=0.0))
+
+
+@functools.cache
+def chat_pair() -> tuple[gpt.GPT, bpe.ByteLevelBPETokenizer]:
+    """``bpe_gpt()`` and BPE made chat-ready by add_chat_tokens (built once)."""
+    return posttrain.add_chat_tokens(bpe_gpt(), BPE)
+
+
+@functools.cache
+def tiny_gpt() -> gpt.GPT:
+    """A tiny GPT (V = 20) for the cases that only read it."""
+    return gpt.GPT(gcfg())
+
+
+CHAT = [{"role": "user", "content": "the cat"}, {"role": "assistant", "content": "a dog"}]
+NOT_GPTS = st.sampled_from([bert.BertModel(bcfg()), nn.Linear(2, 2), None, "gpt2"])
+NOT_CHAT_TOKENIZERS = st.sampled_from([WP, "gpt2", None])
+
+
+def role_turn(role: Any) -> list[dict]:
+    return [{"role": role, "content": "hi"}, CHAT[1]]
+
+
+case(posttrain.add_chat_tokens, lambda: dict(model=bpe_gpt(), tokenizer=BPE),
+     Bad("model", "not a GPT", NOT_GPTS),
+     Bad("model", "vocab_size differs from the tokenizer's", st.just(gpt.GPT(gcfg()))),
+     Bad("tokenizer", "not a ByteLevelBPETokenizer", NOT_CHAT_TOKENIZERS))
+
+case(posttrain.render_chat, lambda: dict(messages=list(CHAT), tokenizer=chat_pair()[1]),
+     Bad("messages", "a turn with an unknown role", st.sampled_from(["robot", "User", "", None]).map(role_turn)),
+     Bad("messages", "a turn whose content is not a str",
+         st.sampled_from([3, None, ["a"]]).map(lambda c: [CHAT[0], {"role": "assistant", "content": c}])),
+     Bad("messages", "no assistant turn", st.sampled_from([CHAT[:1], [{"role": "system", "content": "be brief"}, CHAT[0]]])),
+     Bad("messages", "empty, a str, one dict or not a list of dicts", st.sampled_from([[], "hi", CHAT[0], None, 3, ["hi"]])),
+     Bad("tokenizer", "without the chat tokens", st.just(BPE)),
+     Bad("tokenizer", "not a ByteLevelBPETokenizer", NOT_CHAT_TOKENIZERS),
+     Bad("add_generation_prompt", "not a bool", st.sampled_from([1, "yes", None])))
+
+
+def pad_chats_args() -> dict:
+    tok = chat_pair()[1]
+    return dict(rendered=[posttrain.render_chat(CHAT, tok), posttrain.render_chat(CHAT[1:], tok)], pad_id=tok.pad_id,
+                max_length=32)
+
+
+case(posttrain.pad_chats, pad_chats_args,
+     Bad("max_length", "shorter than a conversation (the model's max_position)",
+         lambda a: st.integers(1, len(a["rendered"][0][0]) - 1)),
+     Bad("max_length", "not a positive integer", ints_below(1)),
+     Bad("pad_id", "not an integer >= 0", st.one_of(st.integers(max_value=-1), st.sampled_from([0.5, "pad", None]))),
+     Bad("rendered", "empty or not a list", st.sampled_from([[], None, 3, "ids", torch.ones(2, 3, dtype=torch.long)])),
+     Bad("rendered", "ids and labels of unequal lengths",
+         lambda a: st.just([a["rendered"][0], (a["rendered"][1][0], a["rendered"][1][1][:-1])])),
+     Bad("rendered", "an element that is not a pair of (T,) integer tensors", st.sampled_from([
+         [torch.ones(5, dtype=torch.long)], [(torch.ones(5), torch.ones(5))], [([1, 2], [1, 2])],
+         [(torch.ones(2, 3, dtype=torch.long),) * 2], [(torch.ones(3, dtype=torch.long),) * 3]])))
+
+case(posttrain.chat_reply, lambda: dict(model=chat_pair()[0], tokenizer=chat_pair()[1], conversations=[CHAT[:1]] * 2,
+                                        max_new_tokens=3),
+     Bad("model", "not a GPT", NOT_GPTS),
+     Bad("tokenizer", "without the chat tokens", st.just(BPE)),
+     Bad("tokenizer", "not a ByteLevelBPETokenizer", NOT_CHAT_TOKENIZERS),
+     Bad("conversations", "one conversation, not a list of them", st.sampled_from([CHAT[:1], CHAT])),
+     Bad("conversations", "empty or not a list", st.sampled_from([[], "hi", None, 3, ["hi"]])),
+     Bad("conversations", "a turn with an unknown role",
+         st.sampled_from(["robot", None]).map(lambda r: [CHAT[:1], [{"role": r, "content": "hi"}]])),
+     Bad("max_new_tokens", "not a positive integer", ints_below(1)),
+     Bad("max_new_tokens", "past max_position", st.integers(40, 100)),
+     Bad("temperature", "not a finite number >= 0", st.one_of(outside(0), NOT_NUMBERS)),
+     Bad("top_k", "not a positive integer", ints_below(1)),
+     Bad("top_q", "an unknown sampling option", st.just(0.9)))
+
+
+def logprob_args() -> dict:
+    return dict(model=tiny_gpt(), input_ids=ids(), labels=ids().masked_fill(torch.arange(6) < 3, -100))
+
+
+LOGPROB_BADS = [
+    Bad("model", "not a GPT", NOT_GPTS),
+    Bad("input_ids", "not a tensor", NOT_TENSORS),
+    Bad("input_ids", "out of [0, vocab_size)", lambda a: with_value(a["input_ids"], ids_outside(V))),
+    Bad("labels", "out of [0, vocab_size) and not -100", lambda a: with_value(a["labels"], ids_outside(V, -100))),
+    Bad("labels", "shape differs from input_ids", other_shape((2, 6), fill=5)),
+    Bad("labels", "not a tensor", NOT_TENSORS)]
+case(posttrain.token_logprobs, logprob_args, *LOGPROB_BADS,
+     Bad("input_ids", "not (batch, seq_len)", st.sampled_from([ids()[0], ids()[None]]),
+         apply=lambda a, x: a.update(input_ids=x, labels=x)),
+     Bad("input_ids", "longer than max_position", st.integers(13, 20).map(lambda t: ids(2, t)),
+         apply=lambda a, x: a.update(input_ids=x, labels=x)),
+     Bad("labels", "floating-point", st.just(torch.full((2, 6), 5.0))),
+     Bad("attention_mask", "shape differs from input_ids", other_shape((2, 6), fill=1)),
+     Bad("attention_mask", "a row without a real token", st.just(torch.tensor([[1] * 6, [0] * 6]))))
+case(posttrain.sequence_logprobs, logprob_args, *LOGPROB_BADS)
+
+LOGPS = ("policy_chosen_logps", "policy_rejected_logps", "reference_chosen_logps", "reference_rejected_logps")
+case(posttrain.dpo_loss, lambda: dict({name: torch.randn(3) for name in LOGPS}, beta=0.1),
+     *(Bad(name, "not a tensor", NOT_TENSORS) for name in LOGPS),
+     *(Bad(name, "shape differs from policy_chosen_logps", other_shape((3,), dtype=torch.float32)) for name in LOGPS[1:]),
+     Bad("policy_chosen_logps", "not (batch,)", st.sampled_from([torch.randn(3, 1), torch.tensor(1.0)])),
+     Bad("reference_rejected_logps", "integer dtype", st.just(torch.zeros(3, dtype=torch.long))),
+     Bad("policy_chosen_logps", "NaN or inf", lambda a: non_finite(a["policy_chosen_logps"])),
+     Bad("reference_chosen_logps", "NaN or inf", lambda a: non_finite(a["reference_chosen_logps"])),
+     Bad("beta", "not a number > 0", st.one_of(outside(0, low_open=True), NOT_NUMBERS)))
+
+case(posttrain.dpo_step, lambda: dict(reference=gpt.GPT(gcfg()), beta=0.1),
+     Bad("reference", "not a GPT", NOT_GPTS),
+     Bad("beta", "not a number > 0", st.one_of(outside(0, low_open=True), NOT_NUMBERS)))
+
+
+def dpo_batch_args() -> dict:
+    chosen, rejected = ids(), ids().flip(-1)  # differ on every answer position
+    answer = torch.arange(6) < 3  # the prompt: no label
+    return dict(_reference=tiny_gpt(), model=gpt.GPT(gcfg()),
+                batch={"chosen_ids": chosen, "chosen_labels": chosen.masked_fill(answer, -100),
+                       "rejected_ids": rejected, "rejected_labels": rejected.masked_fill(answer, -100)})
+
+
+def same_answers(args: dict, _: Any) -> None:
+    args["batch"].update(rejected_ids=args["batch"]["chosen_ids"], rejected_labels=args["batch"]["chosen_labels"])
+
+
+case(posttrain.dpo_step, dpo_batch_args,
+     Bad("batch", "chosen identical to rejected", st.just(None), apply=same_answers, names=("batch", "identical")),
+     Bad("batch", "lacks a key", st.sampled_from(["chosen_ids", "rejected_labels"]), apply=drop("batch")),
+     Bad("batch", "not a dict", st.sampled_from([[ids()], ids(), None])),
+     Bad("batch", "rejected padded to another length", st.integers(1, 9).filter(lambda t: t != 6).map(lambda t: ids(2, t)),
+         apply=lambda a, x: a["batch"].update(rejected_ids=x, rejected_labels=x)),
+     Bad("batch", "chosen_ids not a (batch, seq_len) tensor", st.one_of(NOT_TENSORS, st.just(ids()[0])),
+         apply=put("batch", "chosen_ids")),
+     Bad("batch", "labels out of [0, vocab_size)", lambda a: with_value(a["batch"]["chosen_labels"], ids_outside(V, -100)),
+         apply=put("batch", "chosen_labels"), names=("labels",)),
+     Bad("model", "not a GPT", NOT_GPTS),
+     call=lambda a: posttrain.dpo_step(a.pop("_reference"))(**a), label="dpo_step (its step_fn)")
+
+case(posttrain.grpo_advantages, lambda: dict(rewards=torch.tensor([1.0, 0.0, 0.0, 1.0, 0.5, 0.5]), group_size=3),
+     Bad("rewards", "not a tensor", NOT_TENSORS),
+     Bad("rewards", "not (batch,)", st.sampled_from([torch.zeros(2, 3), torch.tensor(1.0)])),
+     Bad("rewards", "NaN or inf", lambda a: non_finite(a["rewards"])),
+     Bad("rewards", "not a whole number of groups", st.integers(1, 11).filter(lambda n: n % 3).map(torch.zeros)),
+     Bad("group_size", "not a divisor of the batch", st.sampled_from([4, 5, 7])),
+     Bad("group_size", "not a positive integer", ints_below(1)))
+
+case(posttrain.GRPOConfig, dict,
+     *(Bad(name, "not a positive integer", ints_below(1))
+       for name in ("steps", "prompts_per_step", "group_size", "max_new_tokens")),
+     *(Bad(name, "not a number > 0", st.one_of(outside(0, low_open=True), NOT_NUMBERS)) for name in ("lr", "temperature", "clip")),
+     Bad("beta", "not a number >= 0", st.one_of(outside(0), NOT_NUMBERS)),
+     Bad("advantage", "unknown", st.text(max_size=6).filter(lambda s: s not in ("group", "filter"))))
+
+
+def grpo_config(**kw: Any) -> posttrain.GRPOConfig:
+    return posttrain.GRPOConfig(**{**dict(steps=1, prompts_per_step=2, group_size=2, max_new_tokens=3), **kw})
+
+
+def rollout_args() -> dict:
+    return dict(model=tiny_gpt(), prompts=[[5, 6, 7], [8, 9]], config=grpo_config(), eos_id=4, pad_id=0,
+                generator=torch.Generator().manual_seed(0))
+
+
+NOT_TOKEN_IDS = st.one_of(ids_outside(V), st.sampled_from([2.5, "eos", None]))
+NOT_GRPO_CONFIGS = st.sampled_from([None, {"group_size": 2}, gcfg()])
+case(posttrain.rollout, rollout_args,
+     Bad("model", "not a GPT", NOT_GPTS),
+     Bad("config", "not a GRPOConfig", NOT_GRPO_CONFIGS),
+     Bad("config", "max_new_tokens past max_position", st.integers(10, 30).map(lambda n: grpo_config(max_new_tokens=n)),
+         names=("max_new_tokens",)),
+     Bad("prompts", "empty, or not lists of integer ids", st.sampled_from([[], [[]], "abc", [[5.5]], [5, 6], None, 3])),
+     Bad("prompts", "ids out of [0, vocab_size)", ids_outside(V).map(lambda i: [[5, i], [8, 9]])),
+     Bad("eos_id", "not a token id", NOT_TOKEN_IDS),
+     Bad("pad_id", "not a token id", NOT_TOKEN_IDS),
+     Bad("generator", "not a torch.Generator", st.sampled_from([0, "seed"])))
+
+
+def grpo_loss_args() -> dict:
+    logps = torch.randn(2, 4)
+    return dict(logps=logps, old_logps=logps.clone(), advantages=torch.tensor([1.0, -1.0]),
+                labels=torch.tensor([[-100, 5, 6, -100], [-100, 7, -100, -100]]), config=grpo_config(beta=0.1),
+                reference_logps=logps - 0.5)
+
+
+case(posttrain.grpo_loss, grpo_loss_args,
+     Bad("logps", "not a tensor", NOT_TENSORS),
+     Bad("logps", "not (batch, seq_len)", st.sampled_from([torch.randn(4), torch.randn(2, 4, 1)])),
+     Bad("logps", "integer dtype", st.just(torch.zeros(2, 4, dtype=torch.long))),
+     Bad("old_logps", "shape differs from logps", other_shape((2, 4), dtype=torch.float32)),
+     Bad("labels", "shape differs from logps", other_shape((2, 4), fill=-100)),
+     Bad("reference_logps", "shape differs from logps", other_shape((2, 4), dtype=torch.float32)),
+     Bad("reference_logps", "None while config.beta > 0", st.just(None)),
+     Bad("advantages", "not one per answer", other_shape((2,), dtype=torch.float32)),
+     Bad("advantages", "NaN or inf", lambda a: non_finite(a["advantages"])),
+     Bad("config", "not a GRPOConfig", NOT_GRPO_CONFIGS))
+
+
+def zero_reward(indices: list[int], batch: dict) -> torch.Tensor:
+    return torch.zeros(len(batch["input_ids"]))
+
+
+def grpo_train_args() -> dict:
+    return dict(model=gpt.GPT(gcfg()), prompts=[[5, 6], [7, 8], [9]], reward_fn=zero_reward, config=grpo_config(),
+                eos_id=4, pad_id=0)
+
+
+case(posttrain.grpo_train, grpo_train_args,
+     Bad("model", "not a GPT", NOT_GPTS),
+     Bad("config", "not a GRPOConfig", NOT_GRPO_CONFIGS),
+     Bad("config", "prompts_per_step > the number of prompts", st.integers(4, 10).map(lambda n: grpo_config(prompts_per_step=n)),
+         names=("prompts_per_step",)),
+     Bad("prompts", "fewer than prompts_per_step", st.sampled_from([[], [[5]]])),
+     Bad("prompts", "not a list", st.sampled_from([None, 3])),
+     Bad("prompts", "ids out of [0, vocab_size)", ids_outside(V).map(lambda i: [[i], [i, 5], [5, i]])),
+     Bad("reward_fn", "not callable", NOT_CALLABLES),
+     Bad("reward_fn", "rewards of the wrong shape, or not a tensor", st.sampled_from([
+         lambda i, b: torch.zeros(1), lambda i, b: torch.zeros(len(b["input_ids"]), 2), lambda i, b: [0.0] * len(b["input_ids"])])),
+     Bad("reward_fn", "NaN or inf rewards",
+         st.sampled_from([NAN, INF, -INF]).map(lambda v: lambda i, b: torch.full((len(b["input_ids"]),), v))),
+     Bad("eos_id", "not a token id", NOT_TOKEN_IDS),
+     Bad("pad_id", "not a token id", NOT_TOKEN_IDS),
+     Bad("seed", "not an integer >= 0", st.sampled_from([-1, 2.5, "0", None])))
+
+
 # --- tokenizers ------------------------------------------------------------------------------------------
 
 case(base.Tokenizer, lambda: dict(vocab=["a", "b"]),
@@ -1153,6 +1382,10 @@ ACCEPTED: dict[str, Callable[[], bool | None]] = {
         and prune.magnitude_masks({"w": torch.randn(3)}, 1.0)["w"].sum() == 0),
     "accuracy: logits (..., C) against labels (...) are argmaxed": lambda: classification.accuracy(
         [[0.1, 0.9], [0.8, 0.2]], [1, 0]) == 1.0,
+    "add_chat_tokens: a tokenizer that has the chat tokens already gains none": lambda: (
+        posttrain.add_chat_tokens(*chat_pair())[1].vocab_size == chat_pair()[1].vocab_size),
+    "grpo_advantages: group_size=1 (no group to compare with) gives advantages of 0": lambda: (
+        posttrain.grpo_advantages(torch.tensor([1.0, 0.0]), 1) == 0).all().item(),
 }
 
 
@@ -1178,6 +1411,8 @@ SKIPPED: dict[str, str] = {
     "mlstep.data.loaders.AG_NEWS_LABELS": "a constant",
     "mlstep.data.loaders.CONLL2003_TAGS": "a constant",
     "mlstep.data.conllu.UPOS_TAGS": "a constant",
+    "mlstep.posttrain.ROLE_TOKENS": "a constant",
+    "mlstep.posttrain.END_OF_TURN": "a constant",
 }
 
 

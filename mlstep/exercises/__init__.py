@@ -32,6 +32,8 @@ The checks, by chapter (one submodule each; import them all from here):
 * 10 :mod:`~mlstep.exercises.realtext`: ``check_read_conllu``, ``check_unseen_word_accuracy``, and
   ``check_prediction`` (a prediction against a measurement, not a function check), with
   ``committed_gain`` (the measurement: the committed seeds of the label-budget benchmark)
+* 11 :mod:`~mlstep.exercises.posttrain`: ``check_assistant_labels``, ``check_dpo_loss``,
+  ``check_group_advantages``, and the experiment ``check_equal_group_share``
 * experiments (predict, measure, compare with a stated range) :mod:`~mlstep.exercises.experiments`:
   ``check_top_key_weight`` (01), ``check_attention_flop_share`` (02),
   ``check_pieces_per_word`` (03), ``check_masked_accuracy_at`` (04),
@@ -76,6 +78,12 @@ from mlstep.exercises.gpt import (
 from mlstep.exercises.masking import check_mask_tokens, check_mlm_loss
 from mlstep.exercises.multistage import PREDICTIONS, check_layerwise_loss, check_magnitude_mask
 from mlstep.exercises.pairs import check_nsp_pairs, check_sop_pairs
+from mlstep.exercises.posttrain import (
+    check_assistant_labels,
+    check_dpo_loss,
+    check_equal_group_share,
+    check_group_advantages,
+)
 from mlstep.exercises.realtext import (
     check_prediction,
     check_read_conllu,
@@ -129,4 +137,9 @@ __all__ = [
     "check_accuracy_on_label",
     "check_linear_probe",
     "check_soft_target_entropy",
+    # 11 post-training
+    "check_assistant_labels",
+    "check_dpo_loss",
+    "check_group_advantages",
+    "check_equal_group_share",
 ]

@@ -79,6 +79,7 @@ def check_type(name: str, x: object, types: type | tuple[type, ...], expected: s
 
 _RULES = {  # a rule on a number (not a bool, not NaN, finite) -> (its test, the rule in words)
     "int > 0": (lambda x: is_int(x, 1), "an integer > 0"),
+    "int >= 0": (lambda x: is_int(x, 0), "an integer >= 0"),
     "int >= 2": (lambda x: is_int(x, 2), "an integer >= 2"),
     "> 0": (lambda x: is_number(x, 0, low_open=True), "a number > 0"),
     ">= 0": (lambda x: is_number(x, 0), "a number >= 0"),
