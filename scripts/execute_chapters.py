@@ -23,11 +23,12 @@ CHAPTERS = ROOT / "chapters"
 
 
 def finish_progress_bars(nb: nbformat.NotebookNode) -> None:
-    """Give every tqdm bar the text of its final state.
+    """Store every tqdm bar as the text of its final state.
 
     In a notebook, tqdm draws a widget; the saved notebook keeps only the text it had when it was
-    created (``0/2500``), which nbval, GitHub and the website would show. The kernel's last widget
-    state (kept by nbclient) has the finished bar: write it into the text form.
+    created (``0/2500``), and a viewer without the widget's state (GitHub, JupyterLab, VS Code)
+    shows that frozen first frame or nothing. The kernel's last widget state (kept by nbclient) has
+    the finished bar: write it into the text form and drop the widget view, so every viewer shows it.
     """
     state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
     for cell in nb.cells:
@@ -41,6 +42,7 @@ def finish_progress_bars(nb: nbformat.NotebookNode) -> None:
             filled = round(10 * bar.get("value", 0) / bar["max"]) if bar.get("max") else 0
             text = f"{left.get('value', '')}|{'█' * filled}{' ' * (10 - filled)}|{right.get('value', '')}"
             output["data"]["text/plain"] = html.unescape(text).replace("\u2007", " ")
+            del output["data"]["application/vnd.jupyter.widget-view+json"]
 
 
 def execute(path: pathlib.Path, timeout: int = 900) -> float:

@@ -5,8 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mlstep.exercises import check_next_token_loss, check_temperature_prediction, check_top_k_filter
-from mlstep.exercises.gpt import TEMPERATURE_ANSWERS
+from mlstep.exercises import check_next_token_loss, check_top_k_filter
 
 
 def run(check, fn, capsys):
@@ -52,7 +51,6 @@ REFERENCES = [
     (check_next_token_loss, loss_by_hand),
     (check_top_k_filter, top_k),
     (check_top_k_filter, top_k_scatter),
-    (check_temperature_prediction, lambda: dict(TEMPERATURE_ANSWERS)),
 ]
 
 CE = F.cross_entropy
@@ -83,14 +81,6 @@ WRONG = [
     (check_top_k_filter, lambda z, k: z.topk(k, -1).values, ["shape", "top-k values alone"]),
     (check_top_k_filter, top_k_in_place, ["in place", "`logits`"]),
     (check_top_k_filter, lambda z, k: top_k(z, k) * 2, ["keep their values"]),
-    (check_temperature_prediction, lambda: {"grammatical": "rises", "distinct words": "rises"},
-     ["grammatical: not 'rises'", "flattens"]),
-    (check_temperature_prediction, lambda: {"grammatical": "falls", "distinct words": "falls"},
-     ["distinct words: not 'falls'", "spreading"]),
-    (check_temperature_prediction, lambda: {"grammatical": "stays", "distinct words": "stays"},
-     ["grammatical: not 'stays'", "distinct words: not 'stays'"]),
-    (check_temperature_prediction, lambda: "falls", ["return a dict like"]),
-    (check_temperature_prediction, lambda: {"grammatical": "down", "distinct words": "up"}, ["return a dict like"]),
 ]
 
 

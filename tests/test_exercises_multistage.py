@@ -1,5 +1,4 @@
-"""Chapter 09's checks: reference answers pass, typical mistakes fail with a diagnosis, and the
-pruning check reports the measured speed next to the learner's prediction without grading it."""
+"""Chapter 09's checks: reference answers pass, typical mistakes fail with a diagnosis."""
 
 from __future__ import annotations
 
@@ -7,8 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mlstep.exercises import PREDICTIONS, check_layerwise_loss, check_magnitude_mask
-from mlstep.exercises import multistage as exercises_multistage
+from mlstep.exercises import check_layerwise_loss, check_magnitude_mask
 from mlstep.multistage.layerwise import layerwise_loss
 from mlstep.multistage.prune import magnitude_masks
 
@@ -65,29 +63,9 @@ def test_layerwise_loss_mistakes_are_named(fn, words, capsys):
 
 
 @pytest.mark.parametrize("fn", [mask_ok, mask_by_sort])
-@pytest.mark.parametrize("prediction", PREDICTIONS)
-def test_magnitude_mask_passes_whatever_the_prediction(fn, prediction, capsys, monkeypatch):
-    # the check's logic, not this machine's timing: a busy core (another test worker) can make one
-    # of two equal matrix products look slower, so the measured ratio is fixed here
-    monkeypatch.setattr(exercises_multistage, "_speed_ratio", lambda mask: 1.0)
-    result, line = run(check_magnitude_mask, fn, prediction=prediction, capsys=capsys)
-    assert result is True, line
-    assert line.startswith("✅ check_magnitude_mask: passed (4 cases); with 90 % of the weights zero")
-    assert "about the same" in line  # dense kernels don't skip zeros
-    assert ("as you predicted" in line) == (prediction == "about the same")
-
-
-@pytest.mark.parametrize("ratio, measured", [(0.5, "slower"), (1.0, "about the same"), (2.0, "faster")])
-def test_magnitude_mask_names_what_was_measured(ratio, measured, capsys, monkeypatch):
-    monkeypatch.setattr(exercises_multistage, "_speed_ratio", lambda mask: ratio)
-    result, line = run(check_magnitude_mask, mask_ok, prediction="faster", capsys=capsys)
-    assert result is True and measured in line
-    assert ("as you predicted" in line) == (measured == "faster")
-
-
-def test_the_timing_compares_equal_work():
-    ratio = exercises_multistage._speed_ratio(torch.ones(512, 512))
-    assert 0.2 < ratio < 5  # the same product twice: never a tenfold difference
+def test_magnitude_mask_passes_the_reference(fn, capsys):
+    result, line = run(check_magnitude_mask, fn, capsys=capsys)
+    assert result is True and line == "✅ check_magnitude_mask: passed (4 cases)", line
 
 
 def zeros_at(w, index):
@@ -107,12 +85,7 @@ def zeros_at(w, index):
     (lambda w, a: zeros_at(w, torch.arange(round(a * w.numel()))), ["not the smallest-magnitude"]),
 ])
 def test_magnitude_mask_mistakes_are_named(fn, words, capsys):
-    result, line = run(check_magnitude_mask, fn, prediction="faster", capsys=capsys)
+    result, line = run(check_magnitude_mask, fn, capsys=capsys)
     assert result is False and line.startswith("❌ check_magnitude_mask: ")
     for word in words:
         assert word in line, (word, line)
-
-
-def test_magnitude_mask_needs_a_prediction(capsys):
-    result, line = run(check_magnitude_mask, mask_ok, prediction="much faster", capsys=capsys)
-    assert result is False and "your mask is right" in line and "'about the same'" in line

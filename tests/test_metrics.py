@@ -25,7 +25,7 @@ from mlstep.metrics import (  # noqa: E402
     perplexity,
     precision_recall_f1,
 )
-from mlstep.tools.plot import plot_confusion_matrix  # noqa: E402
+from mlstep.tools.plot import plot_confusion_matrix, spread_curves  # noqa: E402
 
 skm = pytest.importorskip("sklearn.metrics")
 
@@ -460,3 +460,18 @@ def test_bleu_tokenizer_and_errors():
         bleu(["a"], ["a"])
     with pytest.raises(TypeError, match="not a str"):
         bleu("a b", [["a b"]])
+
+
+def test_spread_curves_draws_the_means_the_spreads_and_the_live_run():
+    curves = {"a": ([1, 2, 3], [0.5, 0.6, 0.7], [0.1, 0.0, 0.2]), "b": ([1, 3], [0.2, 0.4], [0.05, 0.05])}
+    ax = spread_curves(curves, "x", "accuracy", title="toy", live={"b": ([3], [0.45])})
+    lines = [ln for ln in ax.get_lines() if len(ln.get_xdata())]
+    a, b, b_live = (ln for ln in lines if ln.get_marker() in ("o", "x"))
+    assert a.get_xdata().tolist() == [1, 2, 3] and a.get_ydata().tolist() == [0.5, 0.6, 0.7]
+    assert b_live.get_xdata().tolist() == [3] and b_live.get_color() == b.get_color() != a.get_color()
+    tops = sorted(seg[1][1] for coll in ax.collections for seg in coll.get_segments())  # the error bars' upper ends
+    assert np.allclose(tops, sorted([0.6, 0.6, 0.9, 0.25, 0.45]))
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["a", "b", "b, this run"]
+    assert ax.get_title() == "toy" and ax.get_ylabel() == "accuracy"
+    plt.close("all")
+

@@ -6,7 +6,8 @@ While Sphinx reads each page it
   running time (where the chapter states one, or the optional chapters/runtimes.json records one)
   and how to open the chapter in JupyterLab on your own machine;
 * drops progress-bar widget outputs: their saved form is the bar's first frame ("0/2500"), and
-  without a live kernel there is nothing else to show;
+  without a live kernel there is nothing else to show (``scripts/execute_chapters.py`` saves
+  finished bars as plain text instead, which the site shows like any output);
 * points links to repository files that are not pages of the site (a module, a folder) at the
   repository when its address is known (``MLSTEP_REPO_URL``), else leaves their text unlinked.
 

@@ -26,12 +26,9 @@ The checks, by chapter (one submodule each; import them all from here):
 * 05 :mod:`~mlstep.exercises.pairs`: ``check_nsp_pairs``, ``check_sop_pairs``
 * 06 :mod:`~mlstep.exercises.finetuning`: ``check_freeze_encoder``, ``check_lora_linear``
 * 07 :mod:`~mlstep.exercises.distillation`: ``check_soft_targets``, ``check_distillation_loss``
-* 08 :mod:`~mlstep.exercises.gpt`: ``check_next_token_loss``, ``check_top_k_filter``,
-  ``check_temperature_prediction``
+* 08 :mod:`~mlstep.exercises.gpt`: ``check_next_token_loss``, ``check_top_k_filter``
 * 09 :mod:`~mlstep.exercises.multistage`: ``check_layerwise_loss``, ``check_magnitude_mask``
-* 10 :mod:`~mlstep.exercises.realtext`: ``check_read_conllu``, ``check_unseen_word_accuracy``, and
-  ``check_prediction`` (a prediction against a measurement, not a function check), with
-  ``committed_gain`` (the measurement: the committed seeds of the label-budget benchmark)
+* 10 :mod:`~mlstep.exercises.realtext`: ``check_read_conllu``, ``check_unseen_word_accuracy``
 * 11 :mod:`~mlstep.exercises.posttrain`: ``check_assistant_labels``, ``check_dpo_loss``,
   ``check_group_advantages``, and the experiment ``check_equal_group_share``
 * experiments (predict, measure, compare with a stated range) :mod:`~mlstep.exercises.experiments`:
@@ -39,6 +36,8 @@ The checks, by chapter (one submodule each; import them all from here):
   ``check_pieces_per_word`` (03), ``check_masked_accuracy_at`` (04),
   ``check_accuracy_on_label`` (05), ``check_linear_probe`` (06),
   ``check_soft_target_entropy`` (07)
+* predictions (08–10: predict, the chapter measures, compare with the measured range)
+  :mod:`~mlstep.exercises.prediction`: ``check_prediction`` (not a function check)
 
 Adding a check: in the chapter's submodule, decorate ``check_x(fn) -> (passed, message)`` with
 ``@_register`` (from :mod:`mlstep.exercises._core`); for one tensor per input, build a list of
@@ -70,13 +69,9 @@ from mlstep.exercises.experiments import (
     check_top_key_weight,
 )
 from mlstep.exercises.finetuning import check_freeze_encoder, check_lora_linear
-from mlstep.exercises.gpt import (
-    check_next_token_loss,
-    check_temperature_prediction,
-    check_top_k_filter,
-)
+from mlstep.exercises.gpt import check_next_token_loss, check_top_k_filter
 from mlstep.exercises.masking import check_mask_tokens, check_mlm_loss
-from mlstep.exercises.multistage import PREDICTIONS, check_layerwise_loss, check_magnitude_mask
+from mlstep.exercises.multistage import check_layerwise_loss, check_magnitude_mask
 from mlstep.exercises.pairs import check_nsp_pairs, check_sop_pairs
 from mlstep.exercises.posttrain import (
     check_assistant_labels,
@@ -84,12 +79,8 @@ from mlstep.exercises.posttrain import (
     check_equal_group_share,
     check_group_advantages,
 )
-from mlstep.exercises.realtext import (
-    check_prediction,
-    check_read_conllu,
-    check_unseen_word_accuracy,
-    committed_gain,
-)
+from mlstep.exercises.prediction import check_prediction
+from mlstep.exercises.realtext import check_read_conllu, check_unseen_word_accuracy
 
 __all__ = [
     "CHECKS",
@@ -119,16 +110,12 @@ __all__ = [
     # 08 GPT
     "check_next_token_loss",
     "check_top_k_filter",
-    "check_temperature_prediction",
     # 09 multi-stage training
     "check_layerwise_loss",
     "check_magnitude_mask",
-    "PREDICTIONS",
     # 10 real English
     "check_read_conllu",
     "check_unseen_word_accuracy",
-    "check_prediction",
-    "committed_gain",
     # experiments: predict, measure, compare with a stated range
     "check_top_key_weight",
     "check_attention_flop_share",
@@ -137,6 +124,8 @@ __all__ = [
     "check_accuracy_on_label",
     "check_linear_probe",
     "check_soft_target_entropy",
+    # predictions: predict, the chapter measures, compare with the measured range
+    "check_prediction",
     # 11 post-training
     "check_assistant_labels",
     "check_dpo_loss",

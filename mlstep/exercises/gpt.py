@@ -1,10 +1,8 @@
-"""Checks for chapter 08: the next-token loss, top-k filtering, and a prediction about temperature.
+"""Checks for chapter 08: the next-token loss and top-k filtering.
 
 The loss is compared with ``F.cross_entropy`` on shifted logits and labels (−100 ignored), the
 filter with :func:`mlstep.generation.filter_logits`; the typical mistakes (no shift, the shift the
-wrong way round, padding counted, k + 1 tokens kept, 0 instead of −inf, ...) are named. The
-prediction check compares the learner's forecast with what temperature does to a distribution,
-which the chapter then measures.
+wrong way round, padding counted, k + 1 tokens kept, 0 instead of −inf, ...) are named.
 
 Shape legend (the package's): B batch, T positions, V vocabulary.
 """
@@ -18,11 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mlstep.exercises._core import _call, _Case, _randn, _register, _run_cases, _shape_str
+from mlstep.exercises._core import _Case, _randn, _register, _run_cases, _shape_str
 from mlstep.generation import filter_logits
 from mlstep.tools.runtime import IGNORE_INDEX
 
-__all__ = ["check_next_token_loss", "check_top_k_filter", "check_temperature_prediction", "TEMPERATURE_ANSWERS"]
+__all__ = ["check_next_token_loss", "check_top_k_filter"]
 
 
 # --- the next-token loss -----------------------------------------------------------------------------
@@ -131,35 +129,3 @@ def check_top_k_filter(fn: Callable[..., Any]) -> tuple[bool, str]:
         return "the kept logits must keep their values (only the others become -inf)"
 
     return _run_cases(fn, cases, shape_hint=shape_hint, diagnose=diagnose)
-
-
-# --- predicting what temperature does ---------------------------------------------------------------------
-
-TEMPERATURE_ANSWERS = {"grammatical": "falls", "distinct words": "rises"}
-_WHY = {
-    "grammatical": ("the logits are divided by T before the softmax: a higher T flattens the "
-                    "distribution, so unlikely tokens are drawn more often, and one wrong token is "
-                    "enough to break a sentence: the grammatical share falls"),
-    "distinct words": ("a higher T flattens the distribution, spreading the samples over more of the "
-                       "vocabulary (rare names, pieces of words): the number of distinct words rises"),
-}
-
-
-@_register
-def check_temperature_prediction(fn: Callable[..., Any]) -> tuple[bool, str]:
-    """Check ``fn() -> {"grammatical": ..., "distinct words": ...}``, each ``"rises"``, ``"falls"`` or
-    ``"stays"``: how the share of grammatical sentences and the number of distinct words change when
-    the sampling temperature goes from 0.5 to 2.0."""
-    prediction, err = _call(fn)
-    if err:
-        return False, err
-    expected_form = ('return a dict like {"grammatical": "falls", "distinct words": "rises"} '
-                     '(each "rises", "falls" or "stays")')
-    if not isinstance(prediction, dict) or set(prediction) != set(TEMPERATURE_ANSWERS):
-        return False, f"got {prediction!r}: {expected_form}"
-    if any(v not in ("rises", "falls", "stays") for v in prediction.values()):
-        return False, f"got {prediction!r}: {expected_form}"
-    wrong = [key for key, answer in TEMPERATURE_ANSWERS.items() if prediction[key] != answer]
-    if wrong:
-        return False, "; ".join(f"{key}: not {prediction[key]!r} — {_WHY[key]}" for key in wrong)
-    return True, "passed: " + "; ".join(f"{key} {answer}" for key, answer in TEMPERATURE_ANSWERS.items())

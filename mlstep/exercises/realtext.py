@@ -1,30 +1,25 @@
-"""Checks for chapter 10: reading a CoNLL-U treebank, accuracy on unseen words, a prediction.
+"""Checks for chapter 10: reading a CoNLL-U treebank, and accuracy on unseen words.
 
 ``check_read_conllu`` gives the learner's reader CoNLL-U texts with the traps of real files
 (multiword tokens ``1-2``, empty nodes ``8.1``, a hyphen inside a word, a ``#`` that is a word,
 no blank line at the end) and compares with :func:`mlstep.data.parse_conllu`.
 ``check_unseen_word_accuracy`` compares with :func:`mlstep.tasks.labeled.word_accuracy` on random tagged
 sentences built so that the usual slips (case-sensitive lookup, seen and unseen swapped, all
-words, a mean of per-sentence accuracies) give different numbers. ``check_prediction`` is not a
-function check: it compares what the learner predicted with a measurement, such as
-``committed_gain``: what pretraining gained on seen and unseen words over the committed seeds.
+words, a mean of per-sentence accuracies) give different numbers.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
-import statistics
 from collections.abc import Callable
 from typing import Any
 
 from mlstep.data.conllu import UPOS_TAGS, parse_conllu
-from mlstep.data.store import realtext_dir
-from mlstep.exercises._core import _call, _one_line, _passed, _register, _report
+from mlstep.exercises._core import _call, _one_line, _passed, _register
 from mlstep.tasks.labeled import word_accuracy
 
-__all__ = ["check_read_conllu", "check_unseen_word_accuracy", "check_prediction", "committed_gain"]
+__all__ = ["check_read_conllu", "check_unseen_word_accuracy"]
 
 _XPOS = {"PRON": "PRP", "AUX": "VBP", "PART": "RB", "VERB": "VB", "PUNCT": ".", "NOUN": "NN", "ADJ": "JJ",
          "DET": "DT", "ADP": "IN", "PROPN": "NNP", "ADV": "RB", "NUM": "CD", "CCONJ": "CC"}
@@ -177,27 +172,3 @@ def check_unseen_word_accuracy(fn: Callable[..., Any]) -> tuple[bool, str]:
                     return False, f"{diagnosis} {where}"
             return False, f"expected {expected:.4f}, got {value:.4f} {where}"
     return True, _passed(len(seeds))
-
-
-# --- a prediction, checked against the measurement -----------------------------------------------
-
-def check_prediction(question: str, prediction: Any, measured: dict[str, float]) -> bool:
-    """Compare the learner's ``prediction`` (a key of ``measured``) with the key whose measured
-    value is largest; print ✅/❌ with the numbers (recorded in a grade report like the checks)."""
-    numbers = ", ".join(f"{k}: {v:+.1f}" for k, v in measured.items())
-    if prediction not in measured:
-        return _report("check_prediction", False,
-                       f"{question}: answer with one of {sorted(measured)}, got {prediction!r}")
-    winner = max(measured, key=measured.get)
-    verdict = "your prediction holds" if prediction == winner else f"measured: {winner}, not {prediction}"
-    return _report("check_prediction", prediction == winner, f"{question}: {verdict} ({numbers})")
-
-
-def committed_gain(budget: int = 200, task: str = "ud_pos") -> dict[str, float]:
-    """Pretrained minus from-scratch accuracy, in points, on the test words the labels show
-    (``"seen"``) and never show (``"unseen"``): the mean over the seeds committed in
-    ``data/realtext/label_budgets.json`` (``benchmarks/realdata.py``) for ``budget`` labeled sentences."""
-    arms = json.loads((realtext_dir() / "label_budgets.json").read_text())["tasks"][task]["arms"]
-    pairs = list(zip(arms["pretrained"][str(budget)]["runs"], arms["scratch"][str(budget)]["runs"], strict=True))
-    return {kind: 100 * statistics.fmean(p[f"{kind}_accuracy"] - s[f"{kind}_accuracy"] for p, s in pairs)
-            for kind in ("seen", "unseen")}

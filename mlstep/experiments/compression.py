@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from mlstep.bert import BertForPreTraining
 from mlstep.distill import distillation_step_fn, init_embeddings_by_projection, student_config
@@ -67,12 +68,14 @@ def _speed_and_size(models: dict[str, torch.nn.Module], reference: str, task: st
 
 def pruning_experiment(seed: int = 0, recover_steps: int = 100,
                        sparsities: Sequence[float] = (0.5, 0.7, 0.8, 0.9, 0.95),
-                       fractions: Sequence[float] = (0.25, 0.5, 0.75)) -> dict[str, float]:
+                       fractions: Sequence[float] = (0.25, 0.5, 0.75), progress: bool = False) -> dict[str, float]:
     """Magnitude pruning (global, encoder matrices) at several sparsities, each then fine-tuned
     for ``recover_steps`` with the pruned weights held at zero; structured pruning of the least
     important heads and neurons (the same fraction of each, per layer), fine-tuned at 50 %:
-    accuracy, CPU speed-up and size of the smaller dense model."""
+    accuracy, CPU speed-up and size of the smaller dense model. ``progress``: a bar over the sparsities and
+    fractions."""
     dense = sentiment_classifier(seed)
+    bar = tqdm(total=len(sparsities) + len(fractions), desc="prunings", disable=not progress)
     train_rows = labeled("sentiment", "train", 500, seed)
     out = {"dense": _sentiment_accuracy(dense)}
     for s in sparsities:
@@ -82,6 +85,7 @@ def pruning_experiment(seed: int = 0, recover_steps: int = 100,
         out[f"magnitude_{s}_recovered"] = _sentiment_accuracy(finetune(model, train_rows, recover_steps, seed))
         for h in handles:
             h.remove()
+        bar.update()
     batches = [train_rows[i:i + 32] for i in range(0, 256, 32)]
     heads, neurons = structured_importance(dense, batches, classification_step)
     for f in fractions:
@@ -90,6 +94,8 @@ def pruning_experiment(seed: int = 0, recover_steps: int = 100,
         if f == 0.5:
             smaller = finetune(model, train_rows, recover_steps, seed)
             out[f"structured_{f}_recovered"] = _sentiment_accuracy(smaller)
+        bar.update()
+    bar.close()
     return out | _speed_and_size({"dense": dense, "structured": smaller}, "dense")
 
 

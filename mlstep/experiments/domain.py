@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from mlstep.bert import BertForPreTraining
 from mlstep.experiments.multistage_setup import (
@@ -63,13 +64,15 @@ def _tuned(encoder: BertForPreTraining, tokenizer: Any, labels: int, seed: int) 
 
 
 def domain_experiment(seed: int = 0, adapt_steps: int = 500, labels: int = 100, steps: int = 200,
-                      arms: Sequence[str] = DOMAIN_ARMS, keep: dict[str, Any] | None = None) -> dict[str, float]:
+                      arms: Sequence[str] = DOMAIN_ARMS, keep: dict[str, Any] | None = None,
+                      progress: bool = False) -> dict[str, float]:
     """Health sentiment with ``labels`` labels ([CLS] pooling, ``steps`` steps, lr 1e-3) fine-tuned
     from: random weights; the course model as it is (and the same with pooling, lr and steps picked
     from :data:`BASELINE_GRID` on validation, a tuned baseline); the course model with the domain's
     new words in its vocabulary (embeddings from their pieces, no training); after ``adapt_steps``
     masked-LM steps on health documents with the old vocabulary; and with the new one.
-    ``arms``: a subset of :data:`DOMAIN_ARMS`; ``keep``: receives each arm's ``(encoder, tokenizer)``."""
+    ``arms``: a subset of :data:`DOMAIN_ARMS`; ``keep``: receives each arm's ``(encoder, tokenizer)``;
+    ``progress``: a bar over the arms."""
     pretrained, tokenizer = course_model()
     starts: dict[str, Callable[[], tuple[Any, Any]]] = {
         "scratch": lambda: (None, tokenizer),
@@ -80,7 +83,7 @@ def domain_experiment(seed: int = 0, adapt_steps: int = 500, labels: int = 100, 
         "domain_mlm_new_vocabulary": lambda: adapted_model(seed, adapt_steps, new_vocabulary=True),
     }
     out: dict[str, float] = {}
-    for arm in arms:
+    for arm in tqdm(arms, desc="arms", disable=not progress):
         encoder, tok = starts[arm]()
         if keep is not None:
             keep[arm] = (encoder, tok)

@@ -1,5 +1,5 @@
 """Plots used across chapters (matplotlib only): attention heatmaps, per-head grids, curves,
-confusion matrices, the encoder block diagram, bars with error bars."""
+confusion matrices, the encoder block diagram, bars and curves with error bars."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 __all__ = ["attention_heatmap", "attention_heads", "line_plot", "plot_confusion_matrix", "encoder_block_diagram",
-           "error_bars"]
+           "error_bars", "spread_curves"]
 
 
 def _as_numpy(x) -> np.ndarray:
@@ -234,4 +234,32 @@ def error_bars(
         ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
+    return ax
+
+
+def spread_curves(
+    curves: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float]]],
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+    live: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+    ax: plt.Axes | None = None,
+) -> plt.Axes:
+    """Curves of ``mean ± sd`` over seeds, one per label: ``{label: (x, means, sds)}``.
+
+    ``live``: values of a run made now, ``{label: (x, values)}``, drawn as crosses in the colour of
+    the curve with the same label (does a rerun land inside the spread of the committed seeds?).
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.8))
+    for label, (x, means, sds) in curves.items():
+        line = ax.errorbar(x, means, yerr=sds, capsize=3, marker="o", label=label)[0]
+        if live and label in live:
+            ax.plot(*live[label], "x", ms=8, color=line.get_color(), label=f"{label}, this run")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     return ax
