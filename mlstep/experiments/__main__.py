@@ -6,6 +6,7 @@ committed result file in ``chapters/results/``.
     python -m mlstep.experiments distillation       # chapter 07, ≈ 10 CPU-minutes
     python -m mlstep.experiments gpt-finetune       # chapter 08, ≈ 11 CPU-minutes (--quick: a smoke run)
     python -m mlstep.experiments multistage         # chapter 09, ≈ 14 CPU-minutes (--seeds, --experiments)
+    python -m mlstep.experiments modern             # chapter 12, ≈ 25 CPU-minutes (--quick: a smoke run)
 
 Each sweep takes its own options after its name (``... multistage --help``).
 """
@@ -17,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 SWEEPS = {"sentence-tasks": "sentence_tasks", "finetuning": "finetuning", "distillation": "distillation",
-          "gpt-finetune": "gpt_finetune", "multistage": "multistage"}
+          "gpt-finetune": "gpt_finetune", "multistage": "multistage", "modern": "modern"}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
