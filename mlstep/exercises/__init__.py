@@ -32,6 +32,8 @@ The checks, by chapter (one submodule each; import them all from here):
 * 10 :mod:`~mlstep.exercises.realtext`: ``check_read_conllu``, ``check_unseen_word_accuracy``, and
   ``check_prediction`` (a prediction against a measurement, not a function check), with
   ``committed_gain`` (the measurement: the committed seeds of the label-budget benchmark)
+* 12 :mod:`~mlstep.exercises.modern`: ``check_rope``, ``check_rms_norm``, and the experiment
+  ``check_rope_match_at``
 * experiments (predict, measure, compare with a stated range) :mod:`~mlstep.exercises.experiments`:
   ``check_top_key_weight`` (01), ``check_attention_flop_share`` (02),
   ``check_pieces_per_word`` (03), ``check_masked_accuracy_at`` (04),
@@ -74,6 +76,7 @@ from mlstep.exercises.gpt import (
     check_top_k_filter,
 )
 from mlstep.exercises.masking import check_mask_tokens, check_mlm_loss
+from mlstep.exercises.modern import check_rms_norm, check_rope, check_rope_match_at
 from mlstep.exercises.multistage import PREDICTIONS, check_layerwise_loss, check_magnitude_mask
 from mlstep.exercises.pairs import check_nsp_pairs, check_sop_pairs
 from mlstep.exercises.realtext import (
@@ -121,6 +124,10 @@ __all__ = [
     "check_unseen_word_accuracy",
     "check_prediction",
     "committed_gain",
+    # 12 modern decoders
+    "check_rope",
+    "check_rms_norm",
+    "check_rope_match_at",
     # experiments: predict, measure, compare with a stated range
     "check_top_key_weight",
     "check_attention_flop_share",

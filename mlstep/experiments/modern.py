@@ -2,7 +2,8 @@
 course GPT at equal parameters and equal steps, over seeds: the result file the chapter plots.
 
 Every arm is the course GPT (D = 64, 2 blocks, 4 heads, byte-level BPE of 2,000 pieces) with one
-change, or all of Llama's (:data:`ARMS`). Each arm's feed-forward width F is set so that its
+change, or all of Llama's (:data:`ARMS`); three more arms (the GPT-2 block, SwiGLU, Llama) redraw the
+feed-forward input projections at std 1/√D, the initialisation that SwiGLU needs at this width. Each arm's feed-forward width F is set so that its
 decoder stack holds as many parameters as the GPT-2 block's (:func:`matched_intermediate`: SwiGLU's
 third matrix, fewer key/value heads, no biases are paid for or given back in F); the token table is
 the same for every arm, and the rotary arms have no position table. All arms train the same steps
@@ -16,7 +17,7 @@ seeds at that rate, scored on other held-out documents:
   ever reaches the first T (the others keep their random initialisation);
 * the KV cache's bytes and generation speed (tokens/s), which grouped-query attention changes.
 
-    python -m mlstep.experiments modern            # ≈ 20 minutes on one CPU thread
+    python -m mlstep.experiments modern            # ≈ 32 minutes on one CPU thread (--arms: some of them)
     python -m mlstep.experiments modern --quick    # a smoke run (two arms, one seed, few steps)
 
 writes ``chapters/results/12_modern.json`` (``--out`` to change).
@@ -25,6 +26,7 @@ writes ``chapters/results/12_modern.json`` (``--out`` to change).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, replace
@@ -58,7 +60,13 @@ ARMS = {
     "+ MQA (1 KV head)": {"num_kv_heads": 1},
     "+ QK-norm": {"qk_norm": True},
     "Llama block": {"positions": "rope", "norm": "rmsnorm", "ffn": "swiglu", "num_kv_heads": 2, "bias": False},
+    "GPT-2 block, FFN init 1/√D": {"ffn_init": True},
+    "+ SwiGLU, FFN init 1/√D": {"ffn": "swiglu", "ffn_init": True},
+    "Llama block, FFN init 1/√D": {"positions": "rope", "norm": "rmsnorm", "ffn": "swiglu", "num_kv_heads": 2,
+                                   "bias": False, "ffn_init": True},
 }
+# "ffn_init" is not a config option: those arms redraw the feed-forward input projections (fc1, and
+# SwiGLU's up) with std 1/√D instead of GPT-2's 0.02, so that they start with outputs of unit variance.
 
 
 @dataclass(frozen=True)
@@ -90,8 +98,19 @@ def arm_config(options: dict, vocab_size: int, setup: ModernSetup = ModernSetup(
     base = GPTConfig(vocab_size, hidden_size=setup.hidden_size, num_layers=setup.num_layers,
                      num_heads=setup.num_heads, intermediate_size=setup.intermediate_size,
                      max_position=2 * setup.block_size)
-    config = replace(base, **options)
+    config = replace(base, **{k: v for k, v in options.items() if k != "ffn_init"})
     return replace(config, intermediate_size=matched_intermediate(config, count_parameters(Transformer(base))))
+
+
+def build_arm(options: dict, vocab_size: int, setup: ModernSetup = ModernSetup()) -> GPT:
+    """The arm's model (from the current RNG state), with ``ffn_init``'s redraw of fc1 and up at std 1/√D."""
+    model = GPT(arm_config(options, vocab_size, setup))
+    if options.get("ffn_init"):
+        for block in model.decoder.layers:
+            for linear in (block.ffn.fc1, block.ffn.up):
+                if linear is not None:
+                    torch.nn.init.normal_(linear.weight, std=setup.hidden_size ** -0.5)
+    return model
 
 
 def load_data(setup: ModernSetup = ModernSetup()) -> dict:
@@ -111,7 +130,7 @@ def train_arm(options: dict, lr: float, seed: int, data: dict, setup: ModernSetu
               progress: bool = False) -> tuple[GPT, float]:
     """One arm trained from seed ``seed``: the model (eval mode) and its CPU seconds per step."""
     torch.manual_seed(seed)
-    model = GPT(arm_config(options, data["tokenizer"].vocab_size, setup))
+    model = build_arm(options, data["tokenizer"].vocab_size, setup)
     loader = DataLoader(TensorDataset({"input_ids": data["train"]}), batch_size=setup.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
     config = TrainConfig(max_steps=setup.steps, lr=lr, warmup_ratio=setup.warmup_ratio,
@@ -201,26 +220,31 @@ def arm_summary(name: str, data: dict, setup: ModernSetup, seeds: list[int]) -> 
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the arms (default: all) and write each into the result file as soon as its seeds are done
+    (the file's other arms are kept, so the sweep can be run an arm at a time)."""
     parser = argparse.ArgumentParser(prog="python -m mlstep.experiments modern", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     parser.add_argument("--quick", action="store_true", help="two arms, one seed, 20 steps, one lr (smoke run)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     set_threads()
     setup = replace(ModernSetup(), steps=20, lrs=(3e-3,), samples=4) if args.quick else ModernSetup()
-    names = ["GPT-2 block", "Llama block"] if args.quick else list(ARMS)
+    names = ["GPT-2 block", "Llama block"] if args.quick else args.arms
     seeds = [0] if args.quick else [0, 1, 2]
     data = load_data(setup)
-    start = time.perf_counter()
-    arms = {}
+    done = json.loads(args.out.read_text())["arms"] if args.out.exists() and not args.quick else {}
     for name in names:
-        arms[name] = arm_summary(name, data, setup, seeds)
-        a = arms[name]
+        start = time.perf_counter()
+        done[name] = {**arm_summary(name, data, setup, seeds), "minutes": round((time.perf_counter() - start) / 60, 1)}
+        a = done[name]
         print(f"{name:>20} F={a['intermediate_size']} lr {a['lr']:g}: perplexity {a['perplexity']['mean']:.3f} "
               f"± {a['perplexity']['sd']:.3f}, beyond T {a['perplexity_beyond_T']['mean']:.2f}, grammatical "
-              f"{a['grammatical']['mean']:.3f} ({(time.perf_counter() - start) / 60:.1f} min)", flush=True)
-    write_results(args.out.name, {"command": "python -m mlstep.experiments modern", "setup": asdict(setup),
-                                  "seeds": seeds, "arms": arms, "minutes": round((time.perf_counter() - start) / 60, 1),
-                                  "torch": torch.__version__, "threads": torch.get_num_threads()}, args.out)
+              f"{a['grammatical']['mean']:.3f} ({a['minutes']:.1f} min)", flush=True)
+        arms = {n: done[n] for n in [*ARMS, *done] if n in done}  # in the order of ARMS
+        write_results(args.out.name, {"command": "python -m mlstep.experiments modern", "setup": asdict(setup),
+                                      "seeds": seeds, "arms": arms,
+                                      "minutes": round(sum(a.get("minutes", 0) for a in arms.values()), 1),
+                                      "torch": torch.__version__, "threads": torch.get_num_threads()}, args.out)
 
 
 if __name__ == "__main__":
