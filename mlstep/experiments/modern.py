@@ -41,9 +41,14 @@ from mlstep.data import load_task
 from mlstep.experiments.results import results_path, summary, write_results
 from mlstep.generation import generate
 from mlstep.gpt import GPT, GPTConfig, lm_step
-from mlstep.tasks.causal_lm import corpus_bpe, evaluate_lm, grammatical_share, pack_documents, sample_texts
+from mlstep.tasks.causal_lm import (
+    corpus_bpe,
+    evaluate_lm,
+    grammatical_share,
+    pack_documents,
+    sample_texts,
+)
 from mlstep.tasks.labeled import TensorDataset
-from mlstep.tokenizers.bpe import ByteLevelBPETokenizer
 from mlstep.tools.runtime import count_parameters, eval_mode, set_threads
 from mlstep.train import TrainConfig, train
 from mlstep.transformer import Transformer
