@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from mlstep.exercises import experiments as ex
+from mlstep.exercises import modern
 from mlstep.tools.runtime import set_threads
 
 # (check, the experiment it runs, whether running it takes seconds: the course model is evaluated)
@@ -16,6 +17,7 @@ EXPERIMENTS = [
     (ex.check_accuracy_on_label, ex._SWAPPED, True),
     (ex.check_linear_probe, ex._PROBE, True),
     (ex.check_soft_target_entropy, ex._ENTROPY, False),
+    (modern.check_rope_match_at, modern._MATCH, False),
 ]
 PARAMS = [pytest.param(check, exp, id=check.__name__, marks=[pytest.mark.slow] if slow else [])
           for check, exp, slow in EXPERIMENTS]

@@ -31,6 +31,8 @@ The checks, by chapter (one submodule each; import them all from here):
 * 10 :mod:`~mlstep.exercises.realtext`: ``check_read_conllu``, ``check_unseen_word_accuracy``
 * 11 :mod:`~mlstep.exercises.posttrain`: ``check_assistant_labels``, ``check_dpo_loss``,
   ``check_group_advantages``, and the experiment ``check_equal_group_share``
+* 12 :mod:`~mlstep.exercises.modern`: ``check_rope``, ``check_rms_norm``, and the experiment
+  ``check_rope_match_at``
 * experiments (predict, measure, compare with a stated range) :mod:`~mlstep.exercises.experiments`:
   ``check_top_key_weight`` (01), ``check_attention_flop_share`` (02),
   ``check_pieces_per_word`` (03), ``check_masked_accuracy_at`` (04),
@@ -71,6 +73,7 @@ from mlstep.exercises.experiments import (
 from mlstep.exercises.finetuning import check_freeze_encoder, check_lora_linear
 from mlstep.exercises.gpt import check_next_token_loss, check_top_k_filter
 from mlstep.exercises.masking import check_mask_tokens, check_mlm_loss
+from mlstep.exercises.modern import check_rms_norm, check_rope, check_rope_match_at
 from mlstep.exercises.multistage import check_layerwise_loss, check_magnitude_mask
 from mlstep.exercises.pairs import check_nsp_pairs, check_sop_pairs
 from mlstep.exercises.posttrain import (
@@ -116,6 +119,10 @@ __all__ = [
     # 10 real English
     "check_read_conllu",
     "check_unseen_word_accuracy",
+    # 12 modern decoders
+    "check_rope",
+    "check_rms_norm",
+    "check_rope_match_at",
     # experiments: predict, measure, compare with a stated range
     "check_top_key_weight",
     "check_attention_flop_share",
