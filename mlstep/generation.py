@@ -35,6 +35,10 @@ def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None 
     """``logits (B, V)`` with −inf outside the sampling set: the ``top_k`` most likely tokens, then
     the smallest set of most likely tokens whose probability reaches ``top_p``."""
     check_sampling(logits, 1.0, top_k, top_p, None)
+    return _filter(logits, top_k, top_p)
+
+
+def _filter(logits: Tensor, top_k: int | None, top_p: float | None) -> Tensor:
     if top_k is not None:
         kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]  # (B, 1): the k-th largest
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -50,9 +54,15 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = No
                 top_p: float | None = None, generator: torch.Generator | None = None) -> Tensor:
     """One token id per row of ``logits (B, V)``: ``(B,)``, the argmax when ``temperature == 0``."""
     check_sampling(logits, temperature, top_k, top_p, generator)
+    return _draw(logits, temperature, top_k, top_p, generator)
+
+
+def _draw(logits: Tensor, temperature: float, top_k: int | None, top_p: float | None,
+          generator: torch.Generator | None) -> Tensor:
+    """:func:`sample_next` without its checks: the sampling loop checks the request once."""
     if temperature == 0:
         return logits.argmax(dim=-1)
-    probs = filter_logits(logits / temperature, top_k, top_p).softmax(dim=-1)  # (B, V)
+    probs = _filter(logits / temperature, top_k, top_p).softmax(dim=-1)  # (B, V)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
@@ -111,7 +121,7 @@ def _decode(model: GPT, ids: Tensor, mask: Tensor | None, max_new_tokens: int, s
     step_ids, done = ids, torch.zeros(len(ids), dtype=torch.bool, device=ids.device)  # (B,)
     for _ in range(max_new_tokens):
         logits = model(step_ids, attention_mask=mask, caches=caches).logits[:, -1]  # (B, V): the next token
-        token = sample_next(logits.float(), *sampling, generator)  # (B,)
+        token = _draw(logits.float(), *sampling, generator)  # (B,): the request was checked once
         if eos_id is not None:
             token = token.masked_fill(done, eos_id)  # finished rows keep emitting eos
             done |= token == eos_id

@@ -47,8 +47,8 @@ from mlstep.gpt import GPT
 from mlstep.posttrain import GRPOConfig, grpo_train, render_chat
 from mlstep.tools.runtime import set_threads
 
-GRIDS = {"sft": (3e-3, 1e-2, 3e-2), "dpo": (1e-4, 3e-4, 1e-3, 3e-3), "more_sft": (1e-4, 3e-4, 1e-3),
-         "grpo": (3e-4, 1e-3, 3e-3), "rft": (3e-4, 1e-3, 3e-3)}
+GRIDS = {"sft": (3e-3, 1e-2, 3e-2), "dpo": (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3), "more_sft": (1e-4, 3e-4, 1e-3, 3e-3),
+         "grpo": (3e-5, 1e-4, 3e-4, 1e-3, 3e-3), "rft": (3e-5, 1e-4, 3e-4, 1e-3, 3e-3)}  # ascending: a tie goes to the smaller
 DPO = {"negated_examples": 500, "plain_examples": 500, "steps": 100, "beta": 0.1, "betas": (0.03, 0.3, 1.0)}
 GRPO = {"start_examples": 100, "start_steps": 100, "prompts_per_family": 250, "steps": 100,
         "prompts_per_step": 8, "group_size": 8}
@@ -148,8 +148,22 @@ def best(results: dict) -> float:
 def run_seed(seed: int, lrs: dict[str, float], progress=print) -> dict:
     """Every arm of chapter 11 for one seed, on the test sets, at the tuned learning rates."""
     s = Setup(seed)
+    out, sft = sft_arms(s, lrs)
+    progress(seed, "sft done")
+    dpo = preference_arms(s, sft, lrs, out)
+    progress(seed, "dpo done")
+    rl_arms(s, dpo, lrs, out)
+    progress(seed, "grpo done")
+    for beta in GRAMMAR["betas"]:
+        out[f"grammar_beta_{beta}"] = run_grammar_rl(seed, beta, GRAMMAR["steps"], GRAMMAR["lr"])
+    out["grammar_start"] = writing_report(*load_course_model("gpt")[:2], perplexity_blocks(s.tokenizer))
+    return out
+
+
+def sft_arms(s: Setup, lrs: dict[str, float]) -> tuple[dict, GPT]:
+    """The base model (template and one-shot) and every SFT arm; returns the results and the SFT model."""
     out = {"base": s.report(s.model)}
-    shots = {f: [min(instruction_examples(f, 10, "validation", seed=seed), key=lambda e: len(e["context"]))]
+    shots = {f: [min(instruction_examples(f, 10, "validation", seed=s.seed), key=lambda e: len(e["context"]))]
              for f in SFT_FAMILIES}  # one solved example, the shortest of ten: a 128-token window holds two stories
     out["few_shot"] = {f: few_shot_accuracy(s.model, s.tokenizer, s.sets[f"{f}/train"], shots[f]) for f in SFT_FAMILIES}
     sft = s.sft(lrs["sft"])
@@ -159,26 +173,29 @@ def run_seed(seed: int, lrs: dict[str, float], progress=print) -> dict:
     out["no_replay"] = s.report(s.sft(lrs["sft"], replay=None))
     for n in (30, 100, 300):
         out[f"examples_{n}"] = s.report(s.sft(lrs["sft"], per_family=n))
-    progress(seed, "sft done")
+    return out, sft
+
+
+def preference_arms(s: Setup, sft: GPT, lrs: dict[str, float], out: dict) -> GPT:
+    """DPO, continued SFT on the chosen answers, DPO at other β (into ``out``); returns the DPO model."""
     pairs = s.pairs(sft)
-    dpo = run_dpo(copy.deepcopy(sft), s.tokenizer, pairs, DPO["steps"], lrs["dpo"], DPO["beta"], seed=seed)
+    dpo = run_dpo(copy.deepcopy(sft), s.tokenizer, pairs, DPO["steps"], lrs["dpo"], DPO["beta"], seed=s.seed)
     out["dpo"] = s.report(dpo)
     out["more_sft"] = s.report(run_sft(copy.deepcopy(sft), s.tokenizer, chosen_examples(pairs), DPO["steps"],
-                                       lrs["more_sft"], seed=seed))
+                                       lrs["more_sft"], seed=s.seed))
     for beta in DPO["betas"]:
         out[f"dpo_beta_{beta}"] = s.report(run_dpo(copy.deepcopy(sft), s.tokenizer, pairs, DPO["steps"], lrs["dpo"],
-                                                   beta, seed=seed))
-    progress(seed, "dpo done")
+                                                   beta, seed=s.seed))
+    return dpo
+
+
+def rl_arms(s: Setup, dpo: GPT, lrs: dict[str, float], out: dict) -> None:
+    """GRPO and rejection sampling from the light SFT start, and GRPO after DPO (the report card's)."""
     start = light_sft(s, lrs["sft"])
     out["grpo_start"] = s.report(start)
     out["grpo"] = s.report(s.grpo(start, lrs["grpo"], "group"))
     out["rft"] = s.report(s.grpo(start, lrs["rft"], "filter"))
     out["card_grpo"] = s.report(s.grpo(dpo, lrs["grpo"], "group"))
-    progress(seed, "grpo done")
-    for beta in GRAMMAR["betas"]:
-        out[f"grammar_beta_{beta}"] = run_grammar_rl(seed, beta, GRAMMAR["steps"], GRAMMAR["lr"])
-    out["grammar_start"] = writing_report(*load_course_model("gpt")[:2], perplexity_blocks(s.tokenizer))
-    return out
 
 
 def main(argv: Sequence[str] | None = None) -> None:
