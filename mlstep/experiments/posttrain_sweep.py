@@ -152,8 +152,10 @@ def run_seed(seed: int, lrs: dict[str, float], progress=print) -> dict:
     progress(seed, "sft done")
     dpo = preference_arms(s, sft, lrs, out)
     progress(seed, "dpo done")
-    rl_arms(s, dpo, lrs, out)
+    card = rl_arms(s, dpo, lrs, out)
     progress(seed, "grpo done")
+    out["writing"] = {name: writing_report(model, s.tokenizer, s.blocks)  # the report card's free writing
+                      for name, model in (("base", s.model), ("sft", sft), ("dpo", dpo), ("card_grpo", card))}
     for beta in GRAMMAR["betas"]:
         out[f"grammar_beta_{beta}"] = run_grammar_rl(seed, beta, GRAMMAR["steps"], GRAMMAR["lr"])
     out["grammar_start"] = writing_report(*load_course_model("gpt")[:2], perplexity_blocks(s.tokenizer))
@@ -189,13 +191,16 @@ def preference_arms(s: Setup, sft: GPT, lrs: dict[str, float], out: dict) -> GPT
     return dpo
 
 
-def rl_arms(s: Setup, dpo: GPT, lrs: dict[str, float], out: dict) -> None:
-    """GRPO and rejection sampling from the light SFT start, and GRPO after DPO (the report card's)."""
+def rl_arms(s: Setup, dpo: GPT, lrs: dict[str, float], out: dict) -> GPT:
+    """GRPO and rejection sampling from the light SFT start, and GRPO after DPO (the report card's,
+    returned)."""
     start = light_sft(s, lrs["sft"])
     out["grpo_start"] = s.report(start)
     out["grpo"] = s.report(s.grpo(start, lrs["grpo"], "group"))
     out["rft"] = s.report(s.grpo(start, lrs["rft"], "filter"))
-    out["card_grpo"] = s.report(s.grpo(dpo, lrs["grpo"], "group"))
+    card = s.grpo(dpo, lrs["grpo"], "group")
+    out["card_grpo"] = s.report(card)
+    return card
 
 
 def main(argv: Sequence[str] | None = None) -> None:
