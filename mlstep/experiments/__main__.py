@@ -6,7 +6,7 @@ committed result file in ``chapters/results/``.
     python -m mlstep.experiments distillation       # chapter 07, ≈ 10 CPU-minutes
     python -m mlstep.experiments gpt-finetune       # chapter 08, ≈ 11 CPU-minutes (--quick: a smoke run)
     python -m mlstep.experiments multistage         # chapter 09, ≈ 14 CPU-minutes (--seeds, --experiments)
-    python -m mlstep.experiments posttrain          # chapter 11, ≈ 70 CPU-minutes (--seeds, --tuning)
+    python -m mlstep.experiments posttrain          # chapter 11, ≈ 45 CPU-minutes (--seeds, --tuning)
     python -m mlstep.experiments modern             # chapter 12, ≈ 32 CPU-minutes (--arms, --quick)
 
 Each sweep takes its own options after its name (``... multistage --help``).

@@ -1,7 +1,7 @@
 """Chapter 11's sweep: every post-training arm's learning rate tuned on validation (seed 0), then
 every arm over seeds on the test sets, written to ``chapters/results/11_posttrain.json``::
 
-    python -m mlstep.experiments posttrain                      # about 70 CPU-minutes, 3 seeds
+    python -m mlstep.experiments posttrain                      # about 45 CPU-minutes, 3 seeds
     python -m mlstep.experiments posttrain --seeds 1 2 --tuning chapters/results/11_posttrain.json
 
 The arms (one seed per call of :func:`run_seed`): SFT pretrained / from random weights / loss on
@@ -206,7 +206,7 @@ def rl_arms(s: Setup, dpo: GPT, lrs: dict[str, float], out: dict) -> GPT:
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m mlstep.experiments posttrain [--seeds 0 1 2] [--tuning FILE] [--out FILE]``:
     tune on validation (or reuse the tuning stored in ``--tuning``), run every arm per seed, write
-    ``chapters/results/11_posttrain.json``. About 20 CPU-minutes per seed and 12 for the tuning."""
+    ``chapters/results/11_posttrain.json``. About 11 CPU-minutes per seed and 11 for the tuning."""
     parser = argparse.ArgumentParser(prog="python -m mlstep.experiments posttrain", description=main.__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--tuning", type=Path, help="reuse the tuning of this result file")
